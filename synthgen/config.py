@@ -1,0 +1,198 @@
+"""Typed configuration: one model per ``params.yaml`` section, validated once at the edge.
+
+``params.yaml`` has one section per pipeline stage (``data`` for ingest, ``model`` and
+``privacy`` for train, ``generate``, ``validate``) plus the shared ``tracking`` and
+``output`` sections. Unknown keys are errors, never silently ignored.
+
+Example::
+
+    params = load_params("params.yaml", ["model.epochs=3"])
+    params.model.epochs  # -> 3
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from synthgen.errors import ConfigError
+
+ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "datetime", "id"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """``data``: what to read and how to split it (the ingest stage)."""
+
+    path: str  # CSV, Parquet, or (kind: image) a folder / .npz
+    kind: Literal["tabular", "image"] = "tabular"
+    target: str | None = None  # column used for stratified split and utility metrics
+    holdout: float = Field(0.2, gt=0.0, lt=0.9)  # share of rows never trained on
+    seed: int = 0  # seed of the train/holdout split
+    encoding: str = "utf-8"  # CSV text encoding
+    id_columns: list[str] = []  # columns excluded from modelling, regenerated as fresh ids
+    columns: dict[str, ColumnKind] = {}  # overrides of inferred column kinds
+    max_categories: int = Field(500, ge=2)  # rarer levels are pooled while training
+    public_bounds: bool = True  # category sets and ranges are treated as public (see privacy)
+
+
+class ModelConfig(_Section):
+    """``model``: which synthesizer and how long to train it (the train stage)."""
+
+    name: str = "ctgan"  # a key of synthgen.synthesizers.REGISTRY
+    epochs: int = Field(300, ge=1)
+    seed: int = 0
+    batch_size: int = Field(500, ge=2)
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    generator_dim: list[int] = [256, 256]
+    discriminator_dim: list[int] = [256, 256]
+    embedding_dim: int = Field(128, ge=1)
+    pac: int = Field(10, ge=1)  # rows the critic judges together
+    lr: float = Field(2e-4, gt=0)
+    checkpoint_every: int = Field(0, ge=0)  # epochs between checkpoints; 0 = none
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, name: str) -> str:
+        from synthgen.synthesizers import REGISTRY
+
+        if name not in REGISTRY:
+            raise ValueError(f"unknown model {name!r}; choose one of {sorted(REGISTRY)}")
+        return name
+
+
+class PrivacyConfig(_Section):
+    """``privacy``: differential privacy for the critic; off while ``epsilon`` is null."""
+
+    epsilon: float | None = Field(None, gt=0)
+    delta: float | None = Field(None, gt=0, lt=1)  # default: 1 / (10 * n_train)
+    max_grad_norm: float = Field(1.0, gt=0)
+
+
+class GenerateConfig(_Section):
+    """``generate``: how many synthetic rows to draw."""
+
+    rows: int | None = Field(None, ge=1)  # default: as many as the training split
+    seed: int | None = None  # default: model.seed
+    conditions: dict[str, Any] = {}  # column -> value every generated row must satisfy
+
+
+class ValidateConfig(_Section):
+    """``validate``: thresholds of the verdict. ``min`` are floors, ``max`` are ceilings."""
+
+    min: dict[str, float] = {"quality_score": 0.6, "gx_success_rate": 0.8}
+    max: dict[str, float] = {}
+
+
+class TrackingConfig(_Section):
+    """``tracking``: where MLflow runs go; set ``uri`` to a team server to share."""
+
+    uri: str | None = "sqlite:///mlflow.db"  # null disables tracking
+    experiment: str = "synthgen"
+
+
+class OutputConfig(_Section):
+    """``output``: where every artifact of a run is written."""
+
+    dir: str = "outputs/demo"
+
+
+class Params(_Section):
+    """The whole of ``params.yaml``."""
+
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    privacy: PrivacyConfig = PrivacyConfig()
+    generate: GenerateConfig = GenerateConfig()
+    validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    tracking: TrackingConfig = TrackingConfig()
+    output: OutputConfig = OutputConfig()
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain, JSON-ready dict with the same keys as params.yaml."""
+        return json.loads(self.model_dump_json(by_alias=True))
+
+    def flat(self) -> dict[str, Any]:
+        """``{"model.epochs": 300, ...}``: the form MLflow params and ``--set`` use."""
+        out: dict[str, Any] = {}
+
+        def walk(prefix: str, value: Any) -> None:
+            if isinstance(value, dict) and value and prefix.count(".") < 1:
+                for key, sub in value.items():
+                    walk(f"{prefix}.{key}" if prefix else key, sub)
+            else:
+                out[prefix] = value
+
+        walk("", self.to_dict())
+        return out
+
+    @property
+    def out(self) -> Path:
+        return Path(self.output.dir)
+
+
+def _apply_override(raw: dict[str, Any], item: str) -> None:
+    if "=" not in item:
+        raise ConfigError(f"--set {item!r}: expected key=value, e.g. model.epochs=3")
+    key, _, text = item.partition("=")
+    parts = key.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set {key!r}: expected section.key, e.g. model.epochs")
+    section_name = parts[0]
+    if section_name not in Params.model_fields and section_name != "validate":
+        raise ConfigError(f"--set {key}: unknown section {section_name!r}")
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = text
+    node = raw.setdefault(section_name, {})
+    for part in parts[1:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {key}: {part!r} is not a section")
+    node[parts[-1]] = value
+
+
+def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
+    """Validate a params dict; errors name the source and the key at fault."""
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        msg = first["msg"]
+        if first["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif first["type"] == "missing":
+            msg = "required key is missing"
+        raise ConfigError(f"{source}: {key}: {msg}") from None
+
+
+def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read a params YAML file, apply ``key=value`` overrides, validate.
+
+    Raises:
+        ConfigError: the file is missing or not YAML, a key is unknown, or a value is
+            invalid; the message names the file and key.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: params file not found") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc.__class__.__name__})") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections at the top level")
+    for item in overrides:
+        _apply_override(raw, item)
+    return parse_params(raw, source=str(path))

@@ -1,0 +1,252 @@
+"""Table schema: what each column is, inferred from data and overridable in params.
+
+Column kinds:
+    continuous  real numbers, modelled as such, clipped to the observed range.
+    integer     whole numbers, modelled as continuous and rounded on output.
+    categorical a finite set of levels (strings, or numbers with few distinct values).
+    boolean     True/False, modelled as a two-level category.
+    datetime    timestamps, modelled as seconds since the epoch.
+    id          unique keys: excluded from modelling, regenerated as fresh ids.
+    constant    one value in every row (or all missing): not modelled, refilled.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthgen.errors import DataError
+
+log = logging.getLogger(__name__)
+
+MODELLED_KINDS = ("continuous", "integer", "categorical", "boolean", "datetime")
+_LOW_CARDINALITY_INT = 10  # integers with at most this many levels are categories
+_ID_NAMES = ("id", "uuid", "key")
+
+
+@dataclass
+class ColumnSpec:
+    """One column. ``dtype`` is the pandas dtype restored on output."""
+
+    name: str
+    kind: str
+    dtype: str
+    missing_rate: float = 0.0
+    categories: list[Any] | None = None  # levels, most frequent first (discrete kinds)
+    min: float | None = None  # observed range (numeric kinds; datetimes in epoch seconds)
+    max: float | None = None
+    constant: Any = None  # the value of a constant column
+    note: str = ""  # why inference chose this kind, when it was not obvious
+
+    @property
+    def modelled(self) -> bool:
+        return self.kind in MODELLED_KINDS
+
+    @property
+    def discrete(self) -> bool:
+        return self.kind in ("categorical", "boolean")
+
+
+@dataclass
+class TableSchema:
+    """Columns in file order, the target, and the row count they were inferred from."""
+
+    columns: list[ColumnSpec]
+    target: str | None = None
+    n_rows: int = 0
+    source: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> ColumnSpec:
+        for col in self.columns:
+            if col.name == name:
+                return col
+        raise KeyError(name)
+
+    def __contains__(self, name: object) -> bool:
+        return any(col.name == name for col in self.columns)
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "tabular",
+            "source": self.source,
+            "n_rows": self.n_rows,
+            "target": self.target,
+            "columns": [asdict(c) for c in self.columns],
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TableSchema:
+        known = {"kind", "source", "n_rows", "target", "columns"}
+        return cls(
+            columns=[ColumnSpec(**c) for c in raw["columns"]],
+            target=raw.get("target"),
+            n_rows=raw.get("n_rows", 0),
+            source=raw.get("source", ""),
+            extra={k: v for k, v in raw.items() if k not in known},
+        )
+
+    def save(self, path: str | Path) -> None:
+        from synthgen.io import write_json
+
+        write_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TableSchema:
+        path = Path(path)
+        try:
+            return cls.from_dict(json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise DataError(f"{path}: schema not found; run the ingest stage first") from None
+        except (json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise DataError(f"{path}: not a synthgen schema ({exc})") from None
+
+
+def _to_python(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value
+
+
+def _levels(values: pd.Series) -> list[Any]:
+    counts = values.value_counts(dropna=True, sort=True)
+    return [_to_python(v) for v in counts.index]
+
+
+def _looks_like_datetime(values: pd.Series) -> bool:
+    sample = values.dropna().astype(str).head(200)
+    if sample.empty or sample.str.fullmatch(r"[+-]?\d+(\.\d+)?").any():
+        return False
+    parsed = pd.to_datetime(sample, errors="coerce", format="mixed")
+    return bool(parsed.notna().mean() > 0.95)
+
+
+def _infer_kind(name: str, values: pd.Series, n: int) -> tuple[str, str]:
+    """Return (kind, note) for one column."""
+    present = values.dropna()
+    n_unique = present.nunique()
+    if present.empty:
+        return "constant", "all values missing"
+    if n_unique == 1 and len(present) == n:
+        return "constant", "one value in every row"
+    if pd.api.types.is_bool_dtype(values):
+        return "boolean", ""
+    if pd.api.types.is_datetime64_any_dtype(values):
+        return "datetime", ""
+    if pd.api.types.is_numeric_dtype(values):
+        integral = bool(np.all(np.mod(present.to_numpy(dtype=float), 1) == 0))
+        if integral:
+            name_is_id = name.lower() in _ID_NAMES or name.lower().endswith("_id")
+            if n_unique == len(present) == n and n > 20 and name_is_id:
+                return "id", "unique integer key"
+            if n_unique <= _LOW_CARDINALITY_INT:
+                return "categorical", f"integer with {n_unique} levels"
+            return "integer", ""
+        return "continuous", ""
+    # text / object
+    lowered = present.astype(str).str.strip().str.lower()
+    if set(lowered.unique()) <= {"true", "false"}:
+        return "boolean", "text true/false"
+    if _looks_like_datetime(values):
+        return "datetime", "parsed from text"
+    if n > 20 and n_unique == len(present) and n_unique > 0.9 * n:
+        return "id", "unique text key"
+    numeric = pd.to_numeric(present, errors="coerce")
+    n_num = int(numeric.notna().sum())
+    if 0 < n_num < len(present):
+        note = f"mixed numbers ({n_num}) and text ({len(present) - n_num}); treated as text"
+        log.warning("column %r: %s", name, note)
+        return "categorical", note
+    return "categorical", ""
+
+
+def coerce_column(values: pd.Series, spec: ColumnSpec) -> pd.Series:
+    """Convert raw values to the representation a kind is modelled from."""
+    if spec.kind == "datetime":
+        if pd.api.types.is_datetime64_any_dtype(values):
+            return values
+        return pd.to_datetime(values, errors="coerce", format="mixed")
+    if spec.kind == "boolean" and not pd.api.types.is_bool_dtype(values):
+        text = values.astype("string").str.strip().str.lower()
+        return text.map({"true": True, "false": False}).astype("boolean")
+    if spec.kind in ("continuous", "integer") and not pd.api.types.is_numeric_dtype(values):
+        return pd.to_numeric(values, errors="coerce")
+    return values
+
+
+def infer_schema(
+    table: pd.DataFrame,
+    *,
+    target: str | None = None,
+    overrides: dict[str, str] | None = None,
+    id_columns: list[str] | tuple[str, ...] = (),
+    source: str = "",
+) -> TableSchema:
+    """Infer a :class:`TableSchema` from a frame.
+
+    Args:
+        table: the real data (all rows, before the holdout split).
+        target: optional target column; must exist.
+        overrides: ``{column: kind}`` that replace inference.
+        id_columns: columns forced to kind ``id``.
+        source: where the table came from, for messages.
+
+    Raises:
+        DataError: an override or id column names a column that does not exist.
+    """
+    overrides = dict(overrides or {})
+    for col in [*overrides, *id_columns]:
+        if col not in table.columns:
+            raise DataError(f"{source or 'data'}: column {col!r} (from params) is not in the table")
+    n = len(table)
+    columns = []
+    for name in table.columns:
+        values = table[name]
+        if name in id_columns:
+            kind, note = "id", "declared in data.id_columns"
+        elif name in overrides:
+            kind, note = overrides[name], "declared in data.columns"
+        else:
+            kind, note = _infer_kind(str(name), values, n)
+        spec = ColumnSpec(name=str(name), kind=kind, dtype=str(values.dtype), note=note)
+        spec.missing_rate = float(values.isna().mean()) if n else 0.0
+        coerced = coerce_column(values, spec)
+        spec.dtype = str(coerced.dtype)
+        if kind in ("continuous", "integer") and coerced.notna().any():
+            spec.min, spec.max = float(coerced.min()), float(coerced.max())
+        elif kind == "datetime" and coerced.notna().any():
+            secs = coerced.dropna().astype("int64") / 1e9
+            spec.min, spec.max = float(secs.min()), float(secs.max())
+        elif kind in ("categorical", "boolean"):
+            spec.categories = _levels(coerced)
+        elif kind == "constant":
+            present = values.dropna()
+            spec.constant = _to_python(present.iloc[0]) if len(present) else None
+        if kind in ("continuous", "integer", "datetime") and coerced.notna().sum() < values.notna().sum():
+            bad = int(values.notna().sum() - coerced.notna().sum())
+            raise DataError(
+                f"{source or 'data'}: column {name!r} is declared {kind} but {bad} values "
+                "do not parse as such"
+            )
+        if kind == "constant":
+            log.info("column %r is constant (%s); it is refilled, not modelled", name, note)
+        columns.append(spec)
+    return TableSchema(columns=columns, target=target, n_rows=n, source=source)
+
+
+def conform(table: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:
+    """The table with text dates and booleans parsed as the schema says."""
+    return pd.DataFrame({c.name: coerce_column(table[c.name], c) for c in schema.columns})

@@ -1,0 +1,17 @@
+"""Synthesizer families behind one interface, and the registry that names them.
+
+``model.name`` in params.yaml is a key of :data:`REGISTRY`. Adding a family means
+adding a module with a :class:`~synthgen.synthesizers.base.Synthesizer` subclass and
+one line here.
+"""
+
+from __future__ import annotations
+
+from synthgen.synthesizers.base import Synthesizer
+from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer
+
+REGISTRY: dict[str, type[Synthesizer]] = {
+    CTGANSynthesizer.name: CTGANSynthesizer,
+}
+
+__all__ = ["REGISTRY", "Synthesizer"]

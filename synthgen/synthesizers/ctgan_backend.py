@@ -1,0 +1,87 @@
+"""``model.name: ctgan`` - the ``ctgan`` package's CTGAN behind synthgen's interface.
+
+The reference implementation, kept as a backend and as the benchmark baseline. ctgan
+is BUSL-1.1 licensed and slow to import (~3.5 s), so it is imported only when this
+backend is used. CTGAN has no per-epoch hooks: its recorded per-epoch losses are
+replayed to the callbacks after ``fit``. It has no native exact conditioning, so
+conditions go through the base class's bounded rejection sampling.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthgen.synthesizers.base import Synthesizer
+from synthgen.training.callbacks import CallbackList
+from synthgen.transformers.prepare import TablePreparer
+
+log = logging.getLogger(__name__)
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, then ``mps``, else ``cpu``."""
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+class CTGANSynthesizer(Synthesizer):
+    """Wraps ``ctgan.CTGAN`` (0.12). ``model.*`` map onto CTGAN's arguments."""
+
+    name = "ctgan"
+
+    def _batch_size(self) -> int:
+        step = self.config.pac * 2 // math.gcd(self.config.pac, 2)
+        batch = max(step, self.config.batch_size // step * step)
+        if batch != self.config.batch_size:
+            log.info("ctgan needs a batch that is even and a multiple of pac; using %d", batch)
+        return batch
+
+    def _fit(self, prepared: pd.DataFrame, discrete_columns: list[str], callbacks: CallbackList) -> None:
+        from ctgan import CTGAN
+
+        self.model_ = CTGAN(
+            embedding_dim=self.config.embedding_dim,
+            generator_dim=tuple(self.config.generator_dim),
+            discriminator_dim=tuple(self.config.discriminator_dim),
+            generator_lr=self.config.lr,
+            discriminator_lr=self.config.lr,
+            batch_size=self._batch_size(),
+            epochs=self.config.epochs,
+            pac=self.config.pac,
+            enable_gpu=resolve_device(self.config.device) == "cuda",
+        )
+        self.model_.set_random_state(self.config.seed)
+        self.model_.fit(prepared, discrete_columns=discrete_columns)
+        losses = self.model_.loss_values
+        for epoch, row in enumerate(losses.itertuples(index=False)):
+            callbacks.on_epoch_end(epoch, {"loss_g": float(row[1]), "loss_d": float(row[2])})
+
+    def _sample(self, n: int, rng: np.random.Generator, conditions: dict[str, Any] | None) -> pd.DataFrame:
+        self.model_.set_random_state(int(rng.integers(2**31 - 1)))
+        return self.model_.sample(n)
+
+    def _save(self, directory: Path) -> None:
+        self.model_.save(directory / "ctgan.pt")
+        with open(directory / "preparer.pkl", "wb") as fh:
+            pickle.dump(self.preparer_, fh)
+
+    def _load(self, directory: Path) -> TablePreparer:
+        from ctgan import CTGAN
+
+        self.model_ = CTGAN.load(directory / "ctgan.pt")
+        with open(directory / "preparer.pkl", "rb") as fh:
+            return pickle.load(fh)

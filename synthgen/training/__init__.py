@@ -1,0 +1,1 @@
+"""The shared GAN training loop and its callbacks."""

@@ -1,0 +1,176 @@
+"""Turn a raw table into the frame every synthesizer models, and back.
+
+The prepared frame has only float columns (continuous, integer, datetime as epoch
+seconds) and string columns (categorical, boolean). Deliberate handling, shared by
+every tabular backend:
+
+* Missing numbers: the value is imputed with the median and a two-level column
+  ``<name>__missing`` is added, so the model learns *when* a value is missing jointly
+  with the other columns; on output the flagged cells become missing again. Missing
+  categories are their own level (``__nan__``).
+* High-cardinality categoricals: the ``max_categories - 1`` most frequent levels are
+  kept; rarer ones are pooled into ``__other__`` while training and, on output, each
+  pooled cell is redrawn from the rare levels in proportion to their frequency.
+* Id columns are regenerated as fresh keys; constant columns are refilled.
+* Numbers are clipped to the observed range; integers are rounded; dtypes and column
+  order are restored.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthgen.data.schema import ColumnSpec, TableSchema, coerce_column
+
+log = logging.getLogger(__name__)
+
+NAN = "__nan__"
+OTHER = "__other__"
+MISSING_SUFFIX = "__missing"
+
+
+class TablePreparer:
+    """Fitted mapping raw table <-> prepared frame.
+
+    Args:
+        schema: the table schema (column kinds, levels, ranges).
+        max_categories: levels kept per categorical; rarer ones are pooled.
+    """
+
+    def __init__(self, schema: TableSchema, max_categories: int = 500):
+        self.schema = schema
+        self.max_categories = max_categories
+
+    # -- fitting -------------------------------------------------------------------
+    def fit(self, table: pd.DataFrame) -> TablePreparer:
+        self.medians_: dict[str, float] = {}
+        self.missing_cols_: list[str] = []
+        self.kept_levels_: dict[str, list[str]] = {}
+        self.rare_levels_: dict[str, tuple[list[str], list[float]]] = {}
+        for spec in self._modelled():
+            values = self._numeric_or_text(table[spec.name], spec)
+            if spec.discrete:
+                counts = values.value_counts()
+                kept = list(counts.index[: self.max_categories - 1]) if len(counts) >= self.max_categories else list(counts.index)
+                rare = counts.iloc[len(kept) :]
+                self.kept_levels_[spec.name] = kept
+                if len(rare):
+                    log.info("column %r: %d rare levels pooled while training", spec.name, len(rare))
+                    self.rare_levels_[spec.name] = (list(rare.index), list(rare.to_numpy() / rare.sum()))
+            else:
+                median = values.median()
+                self.medians_[spec.name] = float(median) if pd.notna(median) else 0.0
+                if values.isna().any():
+                    self.missing_cols_.append(spec.name)
+        return self
+
+    def _modelled(self) -> list[ColumnSpec]:
+        return [c for c in self.schema.columns if c.modelled]
+
+    @staticmethod
+    def _numeric_or_text(values: pd.Series, spec: ColumnSpec) -> pd.Series:
+        values = coerce_column(values, spec)
+        if spec.kind == "datetime":
+            secs = values.astype("int64").astype(float) / 1e9
+            return secs.where(values.notna())
+        if spec.discrete:
+            return values.astype(object).where(values.notna(), NAN).map(str)
+        return values.astype(float)
+
+    # -- forward ---------------------------------------------------------------------
+    @property
+    def discrete_columns(self) -> list[str]:
+        """Prepared-frame columns that are discrete (strings)."""
+        cols = [c.name for c in self._modelled() if c.discrete]
+        return cols + [f"{name}{MISSING_SUFFIX}" for name in self.missing_cols_]
+
+    @property
+    def columns(self) -> list[str]:
+        names = [c.name for c in self._modelled()]
+        return names + [f"{name}{MISSING_SUFFIX}" for name in self.missing_cols_]
+
+    def transform(self, table: pd.DataFrame) -> pd.DataFrame:
+        out: dict[str, Any] = {}
+        for spec in self._modelled():
+            values = self._numeric_or_text(table[spec.name], spec)
+            if spec.discrete:
+                kept = set(self.kept_levels_[spec.name])
+                out[spec.name] = values.where(values.isin(kept), OTHER).to_numpy(dtype=object)
+            else:
+                out[spec.name] = values.fillna(self.medians_[spec.name]).to_numpy(dtype=float)
+        for name in self.missing_cols_:
+            flag = table[name].isna() if name in table else pd.Series(False, index=table.index)
+            out[f"{name}{MISSING_SUFFIX}"] = np.where(flag.to_numpy(), "1", "0").astype(object)
+        return pd.DataFrame(out, index=range(len(table)))
+
+    def encode_value(self, column: str, value: Any) -> Any:
+        """A raw condition value in the prepared representation (for conditional sampling)."""
+        spec = self.schema[column]
+        series = self._numeric_or_text(pd.Series([value]), spec)
+        return series.iloc[0]
+
+    # -- backward ---------------------------------------------------------------------
+    def inverse_transform(self, prepared: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
+        """Prepared frame -> table with the schema's columns, order and dtypes."""
+        n = len(prepared)
+        out: dict[str, pd.Series] = {}
+        for spec in self.schema.columns:
+            if spec.kind == "id":
+                out[spec.name] = self._fresh_ids(spec, n)
+            elif spec.kind == "constant":
+                out[spec.name] = self._restore_dtype(pd.Series([spec.constant] * n, dtype=object), spec)
+            elif spec.discrete:
+                out[spec.name] = self._decode_discrete(prepared[spec.name], spec, rng)
+            else:
+                out[spec.name] = self._decode_numeric(prepared, spec)
+        return pd.DataFrame(out)[self.schema.names]
+
+    def _decode_discrete(self, values: pd.Series, spec: ColumnSpec, rng: np.random.Generator) -> pd.Series:
+        values = values.astype(object).to_numpy().copy()
+        if spec.name in self.rare_levels_:
+            pooled = values == OTHER
+            levels, probs = self.rare_levels_[spec.name]
+            values[pooled] = rng.choice(np.array(levels, dtype=object), size=int(pooled.sum()), p=probs)
+        lookup = {str(level): level for level in (spec.categories or [])}
+        decoded = pd.Series([lookup.get(v, None) if v != NAN else None for v in values], dtype=object)
+        return self._restore_dtype(decoded, spec)
+
+    def _decode_numeric(self, prepared: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
+        values = pd.to_numeric(prepared[spec.name], errors="coerce").astype(float)
+        if spec.min is not None and spec.max is not None:
+            values = values.clip(spec.min, spec.max)
+        if spec.kind == "integer":
+            values = values.round()
+        flag = f"{spec.name}{MISSING_SUFFIX}"
+        if flag in prepared:
+            values = values.where(prepared[flag].astype(str).to_numpy() != "1")
+        if spec.kind == "datetime":
+            stamps = pd.to_datetime((values * 1e9).round().astype("Int64"), unit="ns")
+            return self._restore_dtype(stamps, spec)
+        return self._restore_dtype(values, spec)
+
+    @staticmethod
+    def _fresh_ids(spec: ColumnSpec, n: int) -> pd.Series:
+        if spec.dtype.lower().startswith(("int", "uint")):
+            return pd.Series(np.arange(1, n + 1), dtype=spec.dtype)
+        return pd.Series([f"syn-{i:08d}" for i in range(1, n + 1)], dtype=object)
+
+    @staticmethod
+    def _restore_dtype(values: pd.Series, spec: ColumnSpec) -> pd.Series:
+        dtype = spec.dtype
+        try:
+            if dtype.startswith("datetime64"):
+                return pd.to_datetime(values).astype(dtype)
+            if dtype in ("int64", "int32", "int16", "int8", "uint8") and values.isna().any():
+                return values.astype("Int64")
+            if dtype == "bool" and values.isna().any():
+                return values.astype("boolean")
+            if dtype == "object":
+                return values.astype(object).where(values.notna(), None)
+            return values.astype(dtype)
+        except (TypeError, ValueError):
+            return values
