@@ -42,6 +42,7 @@ class ColumnSpec:
     min: float | None = None  # observed range (numeric kinds; datetimes in epoch seconds)
     max: float | None = None
     constant: Any = None  # the value of a constant column
+    resolution: str | None = None  # datetimes: "D" (dates only), "s" or None (finer)
     note: str = ""  # why inference chose this kind, when it was not obvious
 
     @property
@@ -228,8 +229,12 @@ def infer_schema(
         if kind in ("continuous", "integer") and coerced.notna().any():
             spec.min, spec.max = float(coerced.min()), float(coerced.max())
         elif kind == "datetime" and coerced.notna().any():
-            secs = coerced.dropna().astype("int64") / 1e9
-            spec.min, spec.max = float(secs.min()), float(secs.max())
+            nanos = coerced.dropna().astype("int64")
+            spec.min, spec.max = float(nanos.min() / 1e9), float(nanos.max() / 1e9)
+            if (nanos % (86_400 * 10**9) == 0).all():
+                spec.resolution = "D"
+            elif (nanos % 10**9 == 0).all():
+                spec.resolution = "s"
         elif kind in ("categorical", "boolean"):
             spec.categories = _levels(coerced)
         elif kind == "constant":

@@ -31,7 +31,7 @@ from synthgen.data.schema import TableSchema
 from synthgen.errors import ConditionError, DataError, ModelError
 from synthgen.io import atomic_path
 from synthgen.training.callbacks import Callback, CallbackList
-from synthgen.transformers.prepare import TablePreparer
+from synthgen.transformers.prepare import MISSING_SUFFIX, TablePreparer
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,12 @@ class Synthesizer(ABC):
                         f"condition on {column!r}: {value!r} lies outside the training range "
                         f"[{spec.min}, {spec.max}]"
                     )
+                if spec.kind == "integer":  # bounds before rounding that round inside
+                    low, high = np.ceil(low) - 0.49, np.floor(high) + 0.49
                 encoded[column] = (float(low), float(high))
+                flag = f"{column}{MISSING_SUFFIX}"
+                if flag in self.preparer_.columns:  # a conditioned value is never missing
+                    encoded[flag] = "0"
         return encoded
 
     def _rejection_sample(self, n: int, rng: np.random.Generator, conditions: dict[str, Any]) -> pd.DataFrame:

@@ -150,6 +150,8 @@ class TablePreparer:
             values = values.where(prepared[flag].astype(str).to_numpy() != "1")
         if spec.kind == "datetime":
             stamps = pd.to_datetime((values * 1e9).round().astype("Int64"), unit="ns")
+            if spec.resolution:
+                stamps = stamps.dt.round(spec.resolution)
             return self._restore_dtype(stamps, spec)
         return self._restore_dtype(values, spec)
 

@@ -1,0 +1,150 @@
+"""The ``synthgen`` command line.
+
+``synthgen run`` runs the whole pipeline; ``ingest``, ``train``, ``generate`` and
+``validate`` are the stages that ``dvc.yaml`` calls. Exit codes: 0 success, 1 the
+validation verdict failed its thresholds, 2 bad input or config (one line on stderr
+naming the file, column or key at fault).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from synthgen import __version__
+
+EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
+
+for _key, _value in {
+    "DO_NOT_TRACK": "1",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "GX_ANALYTICS_ENABLED": "false",
+    "DVC_NO_ANALYTICS": "1",
+}.items():
+    os.environ.setdefault(_key, _value)
+
+params_option = click.option(
+    "--params", "params_file", default="params.yaml", show_default=True,
+    type=click.Path(dir_okay=False), help="params YAML file.",
+)
+set_option = click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE",
+    help="Override a params key, e.g. --set model.epochs=3 (repeatable).",
+)
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("rdt", "alembic", "mlflow", "great_expectations", "urllib3", "matplotlib", "PIL"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _guarded(action: Callable[[], Any]) -> Any:
+    """Run ``action``; a user mistake becomes one line on stderr and exit 2."""
+    from synthgen.errors import SynthgenError
+
+    try:
+        return action()
+    except SynthgenError as exc:
+        click.echo(f"synthgen: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        click.echo("synthgen: interrupted", err=True)
+        sys.exit(130)
+
+
+def _load(params_file: str, overrides: tuple[str, ...]):
+    from synthgen.config import load_params
+
+    return load_params(params_file, overrides)
+
+
+def _verdict_exit(report: dict[str, Any]) -> None:
+    failed = [c for c in report["checks"] if not c["passed"]]
+    for check in failed:
+        click.echo(
+            f"synthgen: check failed: {check['name']} = {check['value']:.4g} "
+            f"(threshold {check['threshold']})", err=True,
+        )
+    sys.exit(EXIT_OK if report["passed"] else EXIT_REJECTED)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="synthgen")
+@click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
+def cli(verbose: bool) -> None:
+    """synthgen: trustworthy, reproducible synthetic data."""
+    _setup_logging(verbose)
+
+
+@cli.command()
+@params_option
+@set_option
+def run(params_file: str, overrides: tuple[str, ...]) -> None:
+    """Run the whole pipeline: ingest, train, generate, validate."""
+    from synthgen.pipeline import run_pipeline
+
+    report = _guarded(lambda: run_pipeline(_load(params_file, overrides)))
+    _verdict_exit(report)
+
+
+@cli.command()
+@params_option
+@set_option
+def ingest(params_file: str, overrides: tuple[str, ...]) -> None:
+    """Read data.path, infer the schema, split off the holdout."""
+    from synthgen.pipeline import ingest_stage
+
+    _guarded(lambda: ingest_stage(_load(params_file, overrides)))
+
+
+@cli.command()
+@params_option
+@set_option
+def train(params_file: str, overrides: tuple[str, ...]) -> None:
+    """Fit the synthesizer named by model.name on the train split."""
+    from synthgen.pipeline import train_stage
+
+    _guarded(lambda: train_stage(_load(params_file, overrides)))
+
+
+@cli.command()
+@params_option
+@set_option
+def generate(params_file: str, overrides: tuple[str, ...]) -> None:
+    """Sample generate.rows synthetic rows from the trained model."""
+    from synthgen.pipeline import generate_stage
+
+    _guarded(lambda: generate_stage(_load(params_file, overrides)))
+
+
+@cli.command()
+@params_option
+@set_option
+@click.option("--synthetic", type=click.Path(dir_okay=False), default=None,
+              help="Score this table instead of the pipeline's own synthetic data.")
+@click.option("--out", type=click.Path(dir_okay=False), default=None,
+              help="Where to write the verdict with --synthetic (default: beside it).")
+def validate(params_file: str, overrides: tuple[str, ...], synthetic: str | None, out: str | None) -> None:
+    """Score synthetic data against the real train split; exit 1 if it fails."""
+    from synthgen.pipeline import validate_stage
+
+    report = _guarded(lambda: validate_stage(_load(params_file, overrides), synthetic, out))
+    _verdict_exit(report)
+
+
+def main() -> None:
+    cli(prog_name="synthgen")
+
+
+if __name__ == "__main__":
+    main()

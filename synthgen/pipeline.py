@@ -1,0 +1,253 @@
+"""The pipeline stages: ingest -> train -> generate -> validate.
+
+Each stage is a function of the validated :class:`~synthgen.config.Params` that reads
+its inputs from and writes its outputs to ``output.dir`` (see :class:`Layout`). The
+CLI, the DVC stages (which call the CLI) and the Prefect flows all call these same
+functions. Every file is written atomically.
+
+One MLflow run spans a pipeline run: the train stage creates it and records its id in
+``tracking.json``; generate and validate log into the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from synthgen import __version__
+from synthgen.config import Params
+from synthgen.data.schema import TableSchema
+from synthgen.errors import DataError, ModelError
+from synthgen.io import file_hash, params_hash, write_json, write_parquet, write_text
+from synthgen.tracking import NullTracker, make_tracker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where each artifact lives under ``output.dir``."""
+
+    root: Path
+
+    @property
+    def schema(self) -> Path:
+        return self.root / "schema.json"
+
+    @property
+    def train(self) -> Path:
+        return self.root / "data" / "train.parquet"
+
+    @property
+    def holdout(self) -> Path:
+        return self.root / "data" / "holdout.parquet"
+
+    @property
+    def model(self) -> Path:
+        return self.root / "model"
+
+    @property
+    def losses(self) -> Path:
+        return self.root / "losses.csv"
+
+    @property
+    def tracking(self) -> Path:
+        return self.root / "tracking.json"
+
+    @property
+    def synthetic(self) -> Path:
+        return self.root / "synthetic.parquet"
+
+    @property
+    def generation(self) -> Path:
+        return self.root / "generation.json"
+
+    @property
+    def validation(self) -> Path:
+        return self.root / "validation.json"
+
+    @property
+    def gx_result(self) -> Path:
+        return self.root / "gx_result.json"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+
+def _read_parquet(path: Path, what: str) -> pd.DataFrame:
+    if not path.is_file():
+        raise DataError(f"{path}: {what} not found; run the earlier stages first")
+    return pd.read_parquet(path)
+
+
+def _tracker_for(params: Params, layout: Layout) -> NullTracker:
+    """The tracker of this pipeline run, resumed from ``tracking.json`` when present."""
+    tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
+    if params.tracking.uri is not None and layout.tracking.is_file():
+        info = json.loads(layout.tracking.read_text())
+        if info.get("uri") == params.tracking.uri:
+            tracker.resume(info.get("run_id"))
+            return tracker
+    return tracker if tracker.run_id else NullTracker()
+
+
+# -- stages ------------------------------------------------------------------------------
+def ingest_stage(params: Params) -> dict[str, Any]:
+    """Read ``data.path``, infer and save the schema, write the train and holdout splits."""
+    from synthgen.data.ingest import ingest
+
+    layout = Layout(params.out)
+    schema, train, holdout = ingest(params.data)
+    write_parquet(layout.train, train)
+    write_parquet(layout.holdout, holdout)
+    schema.save(layout.schema)
+    log.info("ingest: %d train rows, %d holdout rows, %d columns", len(train), len(holdout), len(schema.columns))
+    return {"n_train": len(train), "n_holdout": len(holdout), "columns": len(schema.columns)}
+
+
+def train_stage(params: Params) -> dict[str, Any]:
+    """Fit ``model.name`` on the train split; save ``model/`` and ``losses.csv``."""
+    from synthgen.reporting import plot_losses
+    from synthgen.synthesizers import REGISTRY
+    from synthgen.training.callbacks import History, ProgressLog
+
+    layout = Layout(params.out)
+    schema = TableSchema.load(layout.schema)
+    train = _read_parquet(layout.train, "train split")
+    tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
+    if params.tracking.uri is not None:
+        tracker.check()  # fail before training, not after
+    synthesizer = REGISTRY[params.model.name](
+        schema, params.model, params.privacy, max_categories=params.data.max_categories
+    )
+    run_id = tracker.start(
+        run_name=f"{params.model.name}-seed{params.model.seed}",
+        tags={"synthgen.version": __version__, "synthgen.model": params.model.name},
+    )
+    write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id})
+    tracker.log_params(params.flat())
+    tracker.log_artifact(layout.schema)
+    history = History()
+    try:
+        synthesizer.fit(train, callbacks=[history, ProgressLog(params.model.epochs), tracker.callback()])
+    except BaseException:
+        tracker.end("FAILED")
+        raise
+    synthesizer.save(layout.model)
+    write_json(layout.model / "params.json", params.to_dict())
+    losses = pd.DataFrame(history.rows)
+    with_losses = not losses.empty
+    write_text(layout.losses, losses.to_csv(index=False) if with_losses else "epoch\n")
+    summary = {"train_seconds": synthesizer.train_seconds_, "epochs_run": len(history.rows), **synthesizer.extra_meta()}
+    tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+    if with_losses:
+        figure = plot_losses(losses, layout.root / "loss_curve.png")
+        tracker.log_artifact(figure, "plots")
+    tracker.log_artifact(layout.model)
+    log.info("train: %s fitted in %.1fs", params.model.name, synthesizer.train_seconds_)
+    return summary
+
+
+def generate_stage(params: Params) -> dict[str, Any]:
+    """Sample ``generate.rows`` rows from the saved model into ``synthetic.parquet``."""
+    import synthgen
+
+    layout = Layout(params.out)
+    model = synthgen.load(layout.model)
+    rows = params.generate.rows or model.n_train_
+    seed = params.generate.seed if params.generate.seed is not None else params.model.seed
+    frame = model.sample(rows, conditions=params.generate.conditions or None, seed=seed)
+    write_parquet(layout.synthetic, frame)
+    tracker = _tracker_for(params, layout)
+    generation = {
+        "rows": len(frame),
+        "columns": list(frame.columns),
+        "schema": layout.schema.name,
+        "model": params.model.name,
+        "model_dir": layout.model.name,
+        "seed": seed,
+        "conditions": params.generate.conditions,
+        "params_hash": params_hash({k: v for k, v in params.to_dict().items() if k not in ("tracking", "output")}),
+        "source_data": str(params.data.path),
+        "source_data_hash": file_hash(params.data.path) if Path(params.data.path).exists() else None,
+        "synthetic_hash": file_hash(layout.synthetic),
+        "mlflow_run_id": tracker.run_id,
+        "tracking_uri": params.tracking.uri,
+        "train_seconds": model.train_seconds_,
+        "privacy": {"epsilon": params.privacy.epsilon, **model.extra_meta()},
+        "synthgen_version": __version__,
+        "python": platform.python_version(),
+    }
+    write_json(layout.generation, generation)
+    tracker.log_artifact(layout.synthetic, "synthetic")
+    log.info("generate: %d rows -> %s", len(frame), layout.synthetic)
+    return generation
+
+
+def validate_stage(params: Params, synthetic: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
+    """Score synthetic data against the real train split; write the verdict.
+
+    With ``synthetic=None`` the pipeline's own ``synthetic.parquet`` is scored and the
+    run's ``validation.json`` and ``manifest.json`` are written. With a path (an audit
+    of data from elsewhere) the verdict goes to ``out`` (default: beside that file).
+    """
+    from synthgen.validation.verdict import validate_synthetic
+
+    layout = Layout(params.out)
+    schema = TableSchema.load(layout.schema)
+    train = _read_parquet(layout.train, "train split")
+    audit = synthetic is not None
+    if audit:
+        from synthgen.data.ingest import read_table
+        from synthgen.data.schema import conform
+
+        path = Path(synthetic)
+        frame = read_table(path)
+        missing = [c for c in schema.names if c not in frame.columns]
+        if missing:
+            raise DataError(f"{path}: lacks columns {missing} of the schema")
+        frame = conform(frame[schema.names], schema)
+    else:
+        frame = _read_parquet(layout.synthetic, "synthetic data")
+    report, gx_result = validate_synthetic(train, frame, schema, params.validate_)
+    if audit:
+        target = Path(out) if out else Path(synthetic).with_suffix(".validation.json")
+        write_json(target, report)
+        return report
+    write_json(layout.gx_result, gx_result)
+    write_json(layout.validation, report)
+    tracker = _tracker_for(params, layout)
+    tracker.log_metrics(report["metrics"])
+    tracker.log_artifact(layout.validation)
+    tracker.log_artifact(layout.gx_result)
+    if not layout.generation.is_file():
+        raise ModelError(f"{layout.generation}: not found; run the generate stage first")
+    manifest = json.loads(layout.generation.read_text())
+    manifest["validation"] = {
+        "passed": report["passed"],
+        "file": layout.validation.name,
+        "failed_checks": [c["name"] for c in report["checks"] if not c["passed"]],
+        **{k: report["metrics"][k] for k in ("quality_score",) if k in report["metrics"]},
+    }
+    write_json(layout.manifest, manifest)
+    tracker.log_artifact(layout.manifest)
+    tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})
+    tracker.end("FINISHED")
+    log.info("validate: %s (quality_score=%.3f)", "passed" if report["passed"] else "FAILED",
+             report["metrics"].get("quality_score", float("nan")))
+    return report
+
+
+def run_pipeline(params: Params) -> dict[str, Any]:
+    """All four stages in order; returns the validation report."""
+    ingest_stage(params)
+    train_stage(params)
+    generate_stage(params)
+    return validate_stage(params)

@@ -1,0 +1,52 @@
+from pathlib import Path
+
+import pytest
+
+from synthgen.config import load_params
+from synthgen.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repo_params_file_is_valid():
+    params = load_params(ROOT / "params.yaml")
+    assert params.data.path == "data/penguins.csv"
+    assert params.validate_.min["quality_score"] > 0
+    assert params.flat()["model.epochs"] == params.model.epochs
+
+
+def test_overrides_are_typed(tmp_path):
+    params = load_params(ROOT / "params.yaml", ["model.epochs=3", "privacy.epsilon=2.5", "data.target=null"])
+    assert params.model.epochs == 3
+    assert params.privacy.epsilon == 2.5
+    assert params.data.target is None
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("model.epoch=3", "model.epoch: unknown key"),
+        ("modle.epochs=3", "unknown section 'modle'"),
+        ("model.epochs=-1", "model.epochs"),
+        ("model.name=nope", "unknown model 'nope'"),
+        ("epochs=3", "expected section.key"),
+        ("model.epochs", "expected key=value"),
+        ("privacy.epsilon=0", "privacy.epsilon"),
+    ],
+)
+def test_bad_overrides_name_the_key(override, fragment):
+    with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("(", r"\(")):
+        load_params(ROOT / "params.yaml", [override])
+
+
+def test_missing_and_malformed_files(tmp_path):
+    with pytest.raises(ConfigError, match="params file not found"):
+        load_params(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("data: [unclosed")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_params(bad)
+    missing_path = tmp_path / "p.yaml"
+    missing_path.write_text("model: {epochs: 3}\n")
+    with pytest.raises(ConfigError, match="data: required key is missing"):
+        load_params(missing_path)
