@@ -241,7 +241,7 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})
     tracker.end("FINISHED")
     log.info("validate: %s (quality_score=%.3f)", "passed" if report["passed"] else "FAILED",
-             report["metrics"].get("quality_score", float("nan")))
+             report["metrics"].get("quality_score") or float("nan"))
     return report
 
 

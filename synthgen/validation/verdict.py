@@ -1,0 +1,128 @@
+"""The validation verdict: metrics against the ``validate`` thresholds of params.yaml.
+
+Contract of the verdict (``validation.json``)::
+
+    {"passed": bool,
+     "metrics": {name: number | null},
+     "checks": [{"name", "value", "threshold", "passed", "kind": "min" | "max"}],
+     "fidelity": {...}, "gx": {...}}     # details, from validate_synthetic only
+
+Metrics computed by :func:`validate_synthetic`:
+
+* ``quality_score``, ``column_shapes``, ``column_pair_trends``: SDMetrics-style
+  fidelity in [0, 1] (see :mod:`synthgen.validation.fidelity`);
+* ``gx_success_rate``: share of Great Expectations checks passed, in [0, 1];
+* ``gx_failed``: number of Great Expectations checks failed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import pandas as pd
+
+from synthgen.config import ValidateConfig
+from synthgen.data.schema import TableSchema, coerce_column
+from synthgen.errors import ConfigError, DataError
+from synthgen.validation.fidelity import fidelity_report
+from synthgen.validation.gx_suite import build_suite, json_safe, run_suite
+
+METRICS = ("quality_score", "column_shapes", "column_pair_trends", "gx_success_rate", "gx_failed")
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def evaluate(metrics: dict[str, float | None], validate_cfg: ValidateConfig) -> dict[str, Any]:
+    """Check metrics against floors (``validate.min``) and ceilings (``validate.max``).
+
+    A metric that is undefined (None or NaN, e.g. pair trends of a one-column table)
+    fails every check on it.
+
+    Args:
+        metrics: metric name to value.
+        validate_cfg: the ``validate`` section; default floors are quality_score >= 0.6
+            and gx_success_rate >= 0.8.
+
+    Returns:
+        ``{"passed", "metrics", "checks"}``; ``passed`` is True when every check passes
+        (also when there are none).
+
+    Raises:
+        ConfigError: a threshold names a metric that was not computed.
+    """
+    clean = {str(k): _number(v) for k, v in metrics.items()}
+    checks = []
+    for kind, thresholds in (("min", validate_cfg.min), ("max", validate_cfg.max)):
+        for name, threshold in thresholds.items():
+            if name not in clean:
+                raise ConfigError(
+                    f"validate.{kind}.{name}: unknown metric; choose one of {sorted(clean)}"
+                )
+            value = clean[name]
+            ok = value is not None and (value >= threshold if kind == "min" else value <= threshold)
+            checks.append(
+                {"name": name, "value": value, "threshold": float(threshold), "passed": ok, "kind": kind}
+            )
+    return {"passed": all(c["passed"] for c in checks), "metrics": clean, "checks": checks}
+
+
+def _check_columns(frame: pd.DataFrame, schema: TableSchema, what: str) -> None:
+    names = [str(c) for c in frame.columns]
+    missing = [c for c in schema.names if c not in names]
+    extra = [c for c in names if c not in schema]
+    if missing:
+        raise DataError(f"{what} table lacks column {missing[0]!r} of the schema")
+    if extra:
+        raise DataError(f"{what} table has column {extra[0]!r}, which is not in the schema")
+
+
+def validate_synthetic(
+    real_train: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    validate_cfg: ValidateConfig,
+    suite: Any = None,
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Score a synthetic table against the real train split and give the verdict.
+
+    Args:
+        real_train: the real train split.
+        synthetic: the synthetic table (same columns as the schema).
+        schema: the table schema.
+        validate_cfg: thresholds of the verdict.
+        suite: a GX suite (or its JSON dict) to use; default one built from
+            ``real_train`` by :func:`~synthgen.validation.gx_suite.build_suite`.
+
+    Returns:
+        ``(verdict, gx_result)``: the JSON-ready verdict (see the module docstring)
+        with ``fidelity`` and ``gx`` details, and GX's full JSON result.
+
+    Raises:
+        DataError: a table lacks a schema column or has one the schema does not know.
+        ConfigError: a threshold names an unknown metric.
+    """
+    evaluate(dict.fromkeys(METRICS, 0.0), validate_cfg)  # fail fast on unknown metric names
+    _check_columns(real_train, schema, "real")
+    _check_columns(synthetic, schema, "synthetic")
+    fidelity = fidelity_report(real_train, synthetic, schema)
+    parsed = synthetic.copy()  # text dates/booleans parsed as the schema says; order kept
+    for spec in schema.columns:
+        parsed[spec.name] = coerce_column(parsed[spec.name], spec)
+    gx = run_suite(suite if suite is not None else build_suite(real_train, schema), parsed)
+    metrics = {
+        "quality_score": fidelity["quality_score"],
+        "column_shapes": fidelity["column_shapes"],
+        "column_pair_trends": fidelity["column_pair_trends"],
+        "gx_success_rate": gx["success_rate"],
+        "gx_failed": gx["n_failed"],
+    }
+    verdict = evaluate(metrics, validate_cfg)
+    verdict["fidelity"] = fidelity
+    verdict["gx"] = {k: v for k, v in gx.items() if k != "result"}
+    return json_safe(verdict), gx["result"]
