@@ -7,13 +7,19 @@ Without ``PREFECT_API_URL`` Prefect starts a temporary local server by itself.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any
 
-from prefect import flow, task
+# synthgen's own log lines (epochs, stage summaries) go through Prefect's logging
+os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
-from synthgen import pipeline
-from synthgen.config import Params, load_params
+from prefect import flow, task  # noqa: E402
+
+from synthgen import pipeline  # noqa: E402
+from synthgen.config import Params, load_params  # noqa: E402
 
 IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
 

@@ -23,7 +23,7 @@ import pandas as pd
 from synthgen import __version__
 from synthgen.config import Params
 from synthgen.data.schema import TableSchema
-from synthgen.errors import DataError, ModelError
+from synthgen.errors import ConfigError, DataError, ModelError
 from synthgen.io import file_hash, params_hash, write_json, write_parquet, write_text
 from synthgen.tracking import NullTracker, make_tracker
 
@@ -103,6 +103,8 @@ def ingest_stage(params: Params) -> dict[str, Any]:
     """Read ``data.path``, infer and save the schema, write the train and holdout splits."""
     from synthgen.data.ingest import ingest
 
+    if params.data.kind != "tabular":
+        raise ConfigError(f"data.kind: {params.data.kind!r} is not supported yet; use tabular")
     layout = Layout(params.out)
     schema, train, holdout = ingest(params.data)
     write_parquet(layout.train, train)

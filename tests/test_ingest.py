@@ -122,3 +122,12 @@ def test_parquet_ingest_keeps_types(tmp_path):
     schema, train, holdout = ingest(DataConfig(path=str(path), holdout=0.25))
     assert len(holdout) == 15 and train["signup"].dtype.kind == "M"
     assert schema.extra["n_train"] == 45
+
+
+def test_schema_statistics_come_from_the_train_split_only(tmp_path):
+    path = tmp_path / "t.csv"
+    mixed_frame(100).to_csv(path, index=False)
+    schema, train, holdout = ingest(DataConfig(path=str(path), holdout=0.3))
+    assert schema["income"].min == train["income"].min() and schema["income"].max == train["income"].max()
+    assert schema["score"].missing_rate == pytest.approx(train["score"].isna().mean())
+    assert schema.n_rows == len(train) == 70

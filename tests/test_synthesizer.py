@@ -128,3 +128,16 @@ def test_misuse_errors(penguins, tmp_path):
         REGISTRY["ctgan"](schema, ModelConfig(name="ctgan"), PrivacyConfig(epsilon=1.0))
     with pytest.raises(ModelError, match="not a synthgen model directory"):
         synthgen.load(tmp_path)
+
+
+def test_independent_missingness_comes_back_at_the_training_rate():
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": np.where(rng.random(4000) < 0.2, np.nan, rng.normal(size=4000)),
+                          "c": np.where(rng.random(4000) < 0.1, None, rng.choice(["a", "b"], 4000))})
+    schema = infer_schema(frame)
+    prep = TablePreparer(schema, joint_missing=False).fit(frame)
+    prepared = prep.transform(frame)
+    assert list(prepared.columns) == ["x", "c"] and set(prepared["c"]) == {"a", "b"}
+    back = prep.inverse_transform(prepared, np.random.default_rng(1))
+    assert back["x"].isna().mean() == pytest.approx(0.2, abs=0.02)
+    assert back["c"].isna().mean() == pytest.approx(0.1, abs=0.02)

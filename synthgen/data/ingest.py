@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.config import DataConfig
-from synthgen.data.schema import TableSchema, conform, infer_schema
+from synthgen.data.schema import TableSchema, conform, infer_schema, restrict
 from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -108,5 +108,6 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
         raise ConfigError(f"data.target: column {cfg.target!r} is {schema[cfg.target].kind}; it cannot be a target")
     table = conform(table, schema)
     train, holdout = split_holdout(table, cfg.holdout, cfg.seed, cfg.target)
+    schema = restrict(schema, train)
     schema.extra["n_train"], schema.extra["n_holdout"] = len(train), len(holdout)
     return schema, train, holdout

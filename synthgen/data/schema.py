@@ -223,33 +223,51 @@ def infer_schema(
         else:
             kind, note = _infer_kind(str(name), values, n)
         spec = ColumnSpec(name=str(name), kind=kind, dtype=str(values.dtype), note=note)
-        spec.missing_rate = float(values.isna().mean()) if n else 0.0
         coerced = coerce_column(values, spec)
-        spec.dtype = str(coerced.dtype)
-        if kind in ("continuous", "integer") and coerced.notna().any():
-            spec.min, spec.max = float(coerced.min()), float(coerced.max())
-        elif kind == "datetime" and coerced.notna().any():
-            nanos = coerced.dropna().astype("int64")
-            spec.min, spec.max = float(nanos.min() / 1e9), float(nanos.max() / 1e9)
-            if (nanos % (86_400 * 10**9) == 0).all():
-                spec.resolution = "D"
-            elif (nanos % 10**9 == 0).all():
-                spec.resolution = "s"
-        elif kind in ("categorical", "boolean"):
-            spec.categories = _levels(coerced)
-        elif kind == "constant":
-            present = values.dropna()
-            spec.constant = _to_python(present.iloc[0]) if len(present) else None
         if kind in ("continuous", "integer", "datetime") and coerced.notna().sum() < values.notna().sum():
             bad = int(values.notna().sum() - coerced.notna().sum())
             raise DataError(
                 f"{source or 'data'}: column {name!r} is declared {kind} but {bad} values "
                 "do not parse as such"
             )
+        _describe(spec, coerced)
         if kind == "constant":
             log.info("column %r is constant (%s); it is refilled, not modelled", name, note)
         columns.append(spec)
     return TableSchema(columns=columns, target=target, n_rows=n, source=source)
+
+
+def _describe(spec: ColumnSpec, values: pd.Series) -> None:
+    """Fill a spec's statistics (dtype, missing rate, range, levels) from typed values."""
+    spec.dtype = str(values.dtype)
+    spec.missing_rate = float(values.isna().mean()) if len(values) else 0.0
+    spec.min = spec.max = spec.categories = spec.constant = spec.resolution = None
+    present = values.dropna()
+    if spec.kind in ("continuous", "integer") and len(present):
+        spec.min, spec.max = float(present.min()), float(present.max())
+    elif spec.kind == "datetime" and len(present):
+        nanos = present.astype("int64")
+        spec.min, spec.max = float(nanos.min() / 1e9), float(nanos.max() / 1e9)
+        if (nanos % (86_400 * 10**9) == 0).all():
+            spec.resolution = "D"
+        elif (nanos % 10**9 == 0).all():
+            spec.resolution = "s"
+    elif spec.discrete:
+        spec.categories = _levels(values)
+    elif spec.kind == "constant":
+        spec.constant = _to_python(present.iloc[0]) if len(present) else None
+
+
+def restrict(schema: TableSchema, table: pd.DataFrame) -> TableSchema:
+    """The same column kinds with statistics taken from ``table`` only (the train split),
+    so that nothing about the holdout reaches the model or the expectations."""
+    columns = []
+    for spec in schema.columns:
+        spec = ColumnSpec(**{**spec.__dict__})
+        _describe(spec, table[spec.name])
+        columns.append(spec)
+    return TableSchema(columns=columns, target=schema.target, n_rows=len(table), source=schema.source,
+                       extra=dict(schema.extra))
 
 
 def conform(table: pd.DataFrame, schema: TableSchema) -> pd.DataFrame:

@@ -52,6 +52,7 @@ class Synthesizer(ABC):
     name: ClassVar[str]
     native_conditions: ClassVar[bool] = False
     supports_privacy: ClassVar[bool] = False
+    joint_missing: ClassVar[bool] = True  # see TablePreparer
 
     def __init__(
         self,
@@ -78,7 +79,7 @@ class Synthesizer(ABC):
             raise DataError(f"training table lacks schema columns {missing}")
         if len(table) < 2:
             raise DataError(f"training table has {len(table)} rows; at least 2 are needed")
-        self.preparer_ = TablePreparer(self.schema, self.max_categories).fit(table)
+        self.preparer_ = TablePreparer(self.schema, self.max_categories, self.joint_missing).fit(table)
         prepared = self.preparer_.transform(table)
         self.n_train_ = len(table)
         cbs = CallbackList(callbacks)

@@ -5,6 +5,11 @@ is BUSL-1.1 licensed and slow to import (~3.5 s), so it is imported only when th
 backend is used. CTGAN has no per-epoch hooks: its recorded per-epoch losses are
 replayed to the callbacks after ``fit``. It has no native exact conditioning, so
 conditions go through the base class's bounded rejection sampling.
+
+ctgan draws the conditional vector at *sampling* time from log-frequencies of the
+levels, which over-represents rare levels; missing-value indicators are such levels, so
+this backend uses ``joint_missing = False`` (missingness drawn independently at the real
+rate) - measured on penguins: 0.4% missing numbers came back as 5-9% with indicators.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class CTGANSynthesizer(Synthesizer):
     """Wraps ``ctgan.CTGAN`` (0.12). ``model.*`` map onto CTGAN's arguments."""
 
     name = "ctgan"
+    joint_missing = False
 
     def _batch_size(self) -> int:
         step = self.config.pac * 2 // math.gcd(self.config.pac, 2)

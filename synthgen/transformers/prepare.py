@@ -8,6 +8,10 @@ every tabular backend:
   ``<name>__missing`` is added, so the model learns *when* a value is missing jointly
   with the other columns; on output the flagged cells become missing again. Missing
   categories are their own level (``__nan__``).
+* ``joint_missing=False`` (for backends whose sampler inflates rare levels, such as
+  ctgan's log-frequency conditional vector): missingness is not modelled; missing cells
+  are imputed (median / most frequent level) and, on output, each column's cells are
+  blanked independently at that column's training missing rate (as SDV does for CTGAN).
 * High-cardinality categoricals: the ``max_categories - 1`` most frequent levels are
   kept; rarer ones are pooled into ``__other__`` while training and, on output, each
   pooled cell is redrawn from the rare levels in proportion to their frequency.
@@ -41,9 +45,10 @@ class TablePreparer:
         max_categories: levels kept per categorical; rarer ones are pooled.
     """
 
-    def __init__(self, schema: TableSchema, max_categories: int = 500):
+    def __init__(self, schema: TableSchema, max_categories: int = 500, joint_missing: bool = True):
         self.schema = schema
         self.max_categories = max_categories
+        self.joint_missing = joint_missing
 
     # -- fitting -------------------------------------------------------------------
     def fit(self, table: pd.DataFrame) -> TablePreparer:
@@ -54,6 +59,8 @@ class TablePreparer:
         for spec in self._modelled():
             values = self._numeric_or_text(table[spec.name], spec)
             if spec.discrete:
+                if not self.joint_missing:
+                    values = values[values != NAN]
                 counts = values.value_counts()
                 kept = list(counts.index[: self.max_categories - 1]) if len(counts) >= self.max_categories else list(counts.index)
                 rare = counts.iloc[len(kept) :]
@@ -64,7 +71,7 @@ class TablePreparer:
             else:
                 median = values.median()
                 self.medians_[spec.name] = float(median) if pd.notna(median) else 0.0
-                if values.isna().any():
+                if values.isna().any() and self.joint_missing:
                     self.missing_cols_.append(spec.name)
         return self
 
@@ -98,8 +105,10 @@ class TablePreparer:
         for spec in self._modelled():
             values = self._numeric_or_text(table[spec.name], spec)
             if spec.discrete:
-                kept = set(self.kept_levels_[spec.name])
-                out[spec.name] = values.where(values.isin(kept), OTHER).to_numpy(dtype=object)
+                kept = self.kept_levels_[spec.name]
+                if not self.joint_missing:
+                    values = values.where(values != NAN, kept[0] if kept else NAN)
+                out[spec.name] = values.where(values.isin(set(kept)), OTHER).to_numpy(dtype=object)
             else:
                 out[spec.name] = values.fillna(self.medians_[spec.name]).to_numpy(dtype=float)
         for name in self.missing_cols_:
@@ -127,7 +136,13 @@ class TablePreparer:
                 out[spec.name] = self._decode_discrete(prepared[spec.name], spec, rng)
             else:
                 out[spec.name] = self._decode_numeric(prepared, spec)
-        return pd.DataFrame(out)[self.schema.names]
+        frame = pd.DataFrame(out)[self.schema.names]
+        if not self.joint_missing:
+            for spec in self._modelled():
+                if spec.missing_rate > 0:
+                    blank = rng.random(n) < spec.missing_rate
+                    frame[spec.name] = self._restore_dtype(frame[spec.name].mask(blank), spec)
+        return frame
 
     def _decode_discrete(self, values: pd.Series, spec: ColumnSpec, rng: np.random.Generator) -> pd.Series:
         values = values.astype(object).to_numpy().copy()
