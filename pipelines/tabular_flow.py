@@ -7,6 +7,7 @@ Without ``PREFECT_API_URL`` Prefect starts a temporary local server by itself.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 from typing import Any
@@ -17,6 +18,8 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from prefect import flow, task  # noqa: E402
+
+logging.getLogger("synthgen").setLevel(logging.INFO)
 
 from synthgen import pipeline  # noqa: E402
 from synthgen.config import Params, load_params  # noqa: E402

@@ -218,7 +218,12 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
         frame = conform(frame[schema.names], schema)
     else:
         frame = _read_parquet(layout.synthetic, "synthetic data")
-    report, gx_result = validate_synthetic(train, frame, schema, params.validate_)
+    extra: dict[str, float] = {}
+    if not audit and layout.generation.is_file():
+        spent = json.loads(layout.generation.read_text()).get("privacy", {}).get("epsilon_spent")
+        if spent is not None:
+            extra["epsilon_spent"] = spent
+    report, gx_result = validate_synthetic(train, frame, schema, params.validate_, extra_metrics=extra)
     if audit:
         target = Path(out) if out else Path(synthetic).with_suffix(".validation.json")
         write_json(target, report)

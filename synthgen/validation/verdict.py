@@ -88,6 +88,7 @@ def validate_synthetic(
     schema: TableSchema,
     validate_cfg: ValidateConfig,
     suite: Any = None,
+    extra_metrics: dict[str, float] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score a synthetic table against the real train split and give the verdict.
 
@@ -98,6 +99,8 @@ def validate_synthetic(
         validate_cfg: thresholds of the verdict.
         suite: a GX suite (or its JSON dict) to use; default one built from
             ``real_train`` by :func:`~synthgen.validation.gx_suite.build_suite`.
+        extra_metrics: figures known from elsewhere (e.g. ``epsilon_spent`` from
+            training) that join the metrics and can be given thresholds.
 
     Returns:
         ``(verdict, gx_result)``: the JSON-ready verdict (see the module docstring)
@@ -107,7 +110,8 @@ def validate_synthetic(
         DataError: a table lacks a schema column or has one the schema does not know.
         ConfigError: a threshold names an unknown metric.
     """
-    evaluate(dict.fromkeys(METRICS, 0.0), validate_cfg)  # fail fast on unknown metric names
+    extra = dict(extra_metrics or {})
+    evaluate(dict.fromkeys([*METRICS, *extra], 0.0), validate_cfg)  # fail fast on unknown names
     _check_columns(real_train, schema, "real")
     _check_columns(synthetic, schema, "synthetic")
     fidelity = fidelity_report(real_train, synthetic, schema)
@@ -121,6 +125,7 @@ def validate_synthetic(
         "column_pair_trends": fidelity["column_pair_trends"],
         "gx_success_rate": gx["success_rate"],
         "gx_failed": gx["n_failed"],
+        **extra,
     }
     verdict = evaluate(metrics, validate_cfg)
     verdict["fidelity"] = fidelity
