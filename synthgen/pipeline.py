@@ -24,7 +24,7 @@ from synthgen import __version__
 from synthgen.config import Params
 from synthgen.data.schema import TableSchema
 from synthgen.errors import ConfigError, DataError, ModelError
-from synthgen.io import file_hash, params_hash, write_json, write_parquet, write_text
+from synthgen.io import atomic_path, file_hash, params_hash, write_json, write_parquet, write_text
 from synthgen.tracking import NullTracker, make_tracker
 
 log = logging.getLogger(__name__)
@@ -79,6 +79,15 @@ class Layout:
     @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def published(self) -> Path:
+        """The consumer-facing copy: only data whose verdict passed ever lands here."""
+        return self.root / "published"
 
 
 def _read_parquet(path: Path, what: str) -> pd.DataFrame:
@@ -200,6 +209,7 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     run's ``validation.json`` and ``manifest.json`` are written. With a path (an audit
     of data from elsewhere) the verdict goes to ``out`` (default: beside that file).
     """
+    from synthgen.reporting import build_report
     from synthgen.validation.verdict import validate_synthetic
 
     layout = Layout(params.out)
@@ -223,7 +233,10 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
         spent = json.loads(layout.generation.read_text()).get("privacy", {}).get("epsilon_spent")
         if spent is not None:
             extra["epsilon_spent"] = spent
-    report, gx_result = validate_synthetic(train, frame, schema, params.validate_, extra_metrics=extra)
+    holdout = _read_parquet(layout.holdout, "holdout split") if layout.holdout.is_file() else None
+    report, gx_result = validate_synthetic(train, frame, schema, params.validate_, extra_metrics=extra,
+                                           holdout=holdout, target=params.data.target,
+                                           sensitive_columns=params.validate_.sensitive)
     if audit:
         target = Path(out) if out else Path(synthetic).with_suffix(".validation.json")
         write_json(target, report)
@@ -244,12 +257,33 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
         **{k: report["metrics"][k] for k in ("quality_score",) if k in report["metrics"]},
     }
     write_json(layout.manifest, manifest)
+    losses = pd.read_csv(layout.losses) if layout.losses.is_file() else None
+    write_text(layout.report, build_report(train, frame, schema, report, losses))
+    if report["passed"]:
+        publish(layout)
     tracker.log_artifact(layout.manifest)
+    tracker.log_artifact(layout.report)
     tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})
     tracker.end("FINISHED")
     log.info("validate: %s (quality_score=%.3f)", "passed" if report["passed"] else "FAILED",
              report["metrics"].get("quality_score") or float("nan"))
     return report
+
+
+def publish(layout: Layout) -> Path:
+    """Copy the synthetic data, manifest and report to ``published/`` (replaced atomically).
+
+    Called only for a passing verdict; a rejected run leaves the last passing
+    publication in place and is tagged ``synthgen.verdict=rejected`` in MLflow.
+    """
+    import shutil
+
+    with atomic_path(layout.published) as tmp:
+        tmp.mkdir()
+        for source in (layout.synthetic, layout.manifest, layout.report):
+            shutil.copy2(source, tmp / source.name)
+    log.info("published -> %s", layout.published)
+    return layout.published
 
 
 def run_pipeline(params: Params) -> dict[str, Any]:

@@ -63,8 +63,22 @@ def test_run_is_tracked_in_mlflow(finished_run):
     assert run.data.tags["synthgen.verdict"] == "passed"
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"schema.json", "model", "synthetic", "validation.json", "manifest.json", "gx_result.json",
-            "plots"} <= artifacts
+            "plots", "report.html"} <= artifacts
 
+
+def test_report_shows_plots_and_verdict(finished_run):
+    tmp, _, _ = finished_run
+    page = (tmp / "out" / "report.html").read_text()
+    assert "Verdict: PASSED" in page and "quality_score" in page
+    assert page.count('src="data:image/png;base64,') >= 8 + 2  # 8 columns, losses, pair heatmap
+    for alt in ('alt="loss curves"', 'alt="pair-trend heatmap"', 'alt="column bill_length_mm"'):
+        assert alt in page
+
+
+def test_passing_run_is_published(finished_run):
+    tmp, _, _ = finished_run
+    published = tmp / "out" / "published"
+    assert sorted(p.name for p in published.iterdir()) == ["manifest.json", "report.html", "synthetic.parquet"]
 
 def test_failing_thresholds_exit_1(finished_run):
     tmp, _, _ = finished_run
@@ -118,3 +132,16 @@ def test_unreachable_tracking_server_fails_before_training(tmp_path):
     result = synthgen("train", "--params", str(path))
     assert result.returncode == 2 and "cannot reach the MLflow store" in result.stderr
     assert not (tmp_path / "out" / "model").exists()
+
+
+def test_only_passing_data_is_published(tmp_path, mlflow_uri):
+    strict = tiny_params(tmp_path, mlflow_uri, validate={"min": {"quality_score": 0.999}})
+    result = synthgen("run", "--params", str(write_params(tmp_path / "p.yaml", strict)))
+    assert result.returncode == 1
+    out = tmp_path / "out"
+    assert (out / "synthetic.parquet").exists() and not (out / "published").exists()
+    assert "Verdict: REJECTED" in (out / "report.html").read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["validation"]["passed"] is False and manifest["validation"]["failed_checks"] == ["quality_score"]
+    run = MlflowClient(tracking_uri=mlflow_uri).get_run(manifest["mlflow_run_id"])
+    assert run.data.tags["synthgen.verdict"] == "rejected"
