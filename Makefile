@@ -38,7 +38,8 @@ test-slow: install
 	$(BIN)/python -m pytest -m slow
 
 bench: install
-	$(BIN)/python bench/tabular.py
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"
+	$(BIN)/python bench/tabular.py --data data/penguins.csv --seeds 3 --threads 1 --dp
 
 clean:
 	rm -rf outputs mlruns mlartifacts mlflow.db .pytest_cache

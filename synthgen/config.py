@@ -74,6 +74,9 @@ class PrivacyConfig(_Section):
     epsilon: float | None = Field(None, gt=0)
     delta: float | None = Field(None, gt=0, lt=1)  # default: 1 / (10 * n_train)
     max_grad_norm: float = Field(1.0, gt=0)
+    accountant: Literal["rdp", "prv"] = "rdp"  # Opacus accountant of the spent epsilon
+    noise_multiplier: float | None = Field(None, gt=0)  # null: calibrated so model.epochs spend epsilon
+    grad_sample_mode: Literal["ghost", "hooks", "functorch", "ew"] = "ghost"  # Opacus per-sample mode
 
 
 class GenerateConfig(_Section):
@@ -89,6 +92,8 @@ class ValidateConfig(_Section):
 
     min: dict[str, float] = {"quality_score": 0.6, "gx_success_rate": 0.8}
     max: dict[str, float] = {}
+    sensitive: list[str] = []  # columns scored for attribute-inference risk (attribute_risk_<col>)
+    privacy_filter: float | None = Field(None, ge=0, le=1)  # drop synthetic rows with DCR to train below this
 
 
 class TrackingConfig(_Section):

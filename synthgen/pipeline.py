@@ -53,6 +53,10 @@ class Layout:
         return self.root / "model"
 
     @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
     def losses(self) -> Path:
         return self.root / "losses.csv"
 
@@ -136,7 +140,8 @@ def train_stage(params: Params) -> dict[str, Any]:
     if params.tracking.uri is not None:
         tracker.check()  # fail before training, not after
     synthesizer = REGISTRY[params.model.name](
-        schema, params.model, params.privacy, max_categories=params.data.max_categories
+        schema, params.model, params.privacy, max_categories=params.data.max_categories,
+        checkpoint_dir=layout.checkpoints if params.model.checkpoint_every else None,
     )
     run_id = tracker.start(
         run_name=f"{params.model.name}-seed{params.model.seed}",

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from synthgen.synthesizers.base import Synthesizer
 from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer
+from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 
 REGISTRY: dict[str, type[Synthesizer]] = {
     CTGANSynthesizer.name: CTGANSynthesizer,
+    TabularGANSynthesizer.name: TabularGANSynthesizer,
 }
 
 __all__ = ["REGISTRY", "Synthesizer"]

@@ -47,6 +47,8 @@ class Synthesizer(ABC):
         config: the ``model`` section.
         privacy: the ``privacy`` section (families without DP refuse an epsilon).
         max_categories: levels kept per categorical (``data.max_categories``).
+        checkpoint_dir: where families that checkpoint write and resume from; default
+            ``None`` (no checkpoints).
     """
 
     name: ClassVar[str]
@@ -60,8 +62,10 @@ class Synthesizer(ABC):
         config: ModelConfig | None = None,
         privacy: PrivacyConfig | None = None,
         max_categories: int = 500,
+        checkpoint_dir: str | Path | None = None,
     ):
         self.schema = schema
+        self.checkpoint_dir = checkpoint_dir
         self.config = config or ModelConfig(name=self.name)
         self.privacy = privacy or PrivacyConfig()
         self.max_categories = max_categories

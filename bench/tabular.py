@@ -1,0 +1,247 @@
+"""Time to quality: ``ctgan`` vs ``tabular_gan`` on one table, side by side, in one process.
+
+For every seed both models are fitted on the same conformed table (interleaved, so
+background load hits both alike); each is scored with the SDMetrics-style quality
+score of :func:`synthgen.validation.fidelity.fidelity_report` on as many synthetic rows
+as real ones. Printed per model: fit time, preprocessing time, peak RSS growth during
+the fit, quality (mean ± sd over seeds), and the ratios. Optional parts:
+
+* ``--dp``: also fits ``tabular_gan`` with ``privacy.epsilon`` at the same epochs and
+  reports the DP / non-DP fit-time ratio.
+* ``--preprocess-rows N``: preprocessing alone - ctgan's ``DataTransformer`` vs
+  :class:`~synthgen.transformers.mode_normalizer.ModeNormalizer` (fit + transform) on a
+  table of N rows. When N exceeds the data, the table is **synthetic, for timing
+  only**: rows resampled with replacement and Gaussian noise (5% of each column's sd)
+  on the numbers.
+
+Examples::
+
+    .venv/bin/python bench/tabular.py --data data/penguins.csv --seeds 3 --epochs-ctgan 300 --epochs-tabular 150
+    .venv/bin/python bench/tabular.py --data data/penguins.csv --seeds 1 --models tabular_gan --dp
+    .venv/bin/python bench/tabular.py --preprocess-rows 50000 --models none --seeds 0
+
+A bigger public mixed-type table for the issue's second benchmark: UCI Adult
+(48,842 rows, 6 numeric + 9 categorical columns); pass it as ``--data adult.csv``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import psutil
+import torch
+
+from synthgen.config import ModelConfig, PrivacyConfig
+from synthgen.data.schema import conform, infer_schema
+from synthgen.synthesizers import REGISTRY
+
+
+class PeakRSS:
+    """Peak resident-set growth of this process while the block runs (sampled)."""
+
+    def __init__(self, every: float = 0.05):
+        self.every = every
+        self.proc = psutil.Process()
+
+    def __enter__(self) -> PeakRSS:
+        self.base = self.proc.memory_info().rss
+        self.peak = self.base
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.every):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def mib(self) -> float:
+        return (self.peak - self.base) / 2**20
+
+
+def quality(real: pd.DataFrame, synthetic: pd.DataFrame, schema: Any) -> float:
+    from synthgen.validation.fidelity import fidelity_report
+
+    return float(fidelity_report(real, synthetic, schema)["quality_score"])
+
+
+def load_table(path: str, rows: int | None, seed: int) -> pd.DataFrame:
+    df = pd.read_csv(path)
+    if rows is not None and rows < len(df):
+        df = df.sample(rows, random_state=seed).reset_index(drop=True)
+    elif rows is not None and rows > len(df):
+        df = inflate(df, rows, seed)
+    return df
+
+
+def inflate(df: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
+    """SYNTHETIC, timing only: resample ``rows`` rows, jitter numbers by 5% of their sd."""
+    rng = np.random.default_rng(seed)
+    out = df.iloc[rng.integers(0, len(df), rows)].reset_index(drop=True)
+    for col in out.columns:
+        if pd.api.types.is_float_dtype(out[col]):
+            sd = float(out[col].std() or 1.0)
+            out[col] = out[col] + rng.normal(0, 0.05 * sd, rows)
+    return out
+
+
+def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``key=value`` -> (ModelConfig fields, TabularGANOptions fields)."""
+    import yaml
+
+    from synthgen.synthesizers.tabular_gan import TabularGANOptions
+
+    cfg, opts = {}, {}
+    option_names = set(TabularGANOptions.__dataclass_fields__)
+    for item in items:
+        key, _, text = item.partition("=")
+        value = yaml.safe_load(text)
+        (opts if key in option_names else cfg)[key] = value
+    return cfg, opts
+
+
+def fit_one(name: str, schema: Any, df: pd.DataFrame, cfg: dict[str, Any], opts: dict[str, Any],
+            privacy: PrivacyConfig | None = None) -> dict[str, Any]:
+    model = REGISTRY[name](schema, ModelConfig(name=name, **cfg), privacy)
+    for key, value in opts.items():
+        setattr(model.options, key, tuple(value) if isinstance(value, list) else value)
+    with PeakRSS() as mem:
+        tick = time.perf_counter()
+        model.fit(df)
+        fit_s = time.perf_counter() - tick
+    synthetic = model.sample(len(df), seed=int(cfg.get("seed", 0)) + 1000)
+    out = {"fit_s": fit_s, "peak_rss_mib": mem.mib, "quality": quality(df, synthetic, schema)}
+    extra = model.extra_meta()
+    if "preprocess_seconds" in extra:
+        out["preprocess_s"] = extra["preprocess_seconds"]
+    if "epsilon_spent" in extra:
+        out["epsilon_spent"] = extra["epsilon_spent"]
+    return out
+
+
+def preprocess_bench(df: pd.DataFrame, schema: Any, rows: int, seed: int = 0) -> dict[str, float]:
+    from synthgen.transformers.mode_normalizer import ModeNormalizer
+    from synthgen.transformers.prepare import TablePreparer
+
+    big = inflate(df, rows, seed) if rows > len(df) else df.iloc[:rows]
+    big = conform(big, schema)
+    prep = TablePreparer(schema).fit(big)
+    frame = prep.transform(big)
+    out: dict[str, float] = {"rows": float(len(frame))}
+    tick = time.perf_counter()
+    norm = ModeNormalizer(seed=seed).fit(frame, prep.discrete_columns)
+    out["tabular_gan_fit_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    norm.transform(frame, np.random.default_rng(seed))
+    out["tabular_gan_transform_s"] = time.perf_counter() - tick
+    from ctgan.data_transformer import DataTransformer
+
+    ct = DataTransformer()
+    tick = time.perf_counter()
+    ct.fit(frame, discrete_columns=prep.discrete_columns)
+    out["ctgan_fit_s"] = time.perf_counter() - tick
+    tick = time.perf_counter()
+    ct.transform(frame)
+    out["ctgan_transform_s"] = time.perf_counter() - tick
+    total_t = out["tabular_gan_fit_s"] + out["tabular_gan_transform_s"]
+    out["speedup"] = (out["ctgan_fit_s"] + out["ctgan_transform_s"]) / total_t
+    return out
+
+
+def summarize(values: list[float]) -> str:
+    if not values:
+        return "-"
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.3f} ± {sd:.3f}"
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data", default="data/penguins.csv")
+    ap.add_argument("--rows", type=int, default=None, help="subsample (or, synthetic, inflate) to N rows")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--epochs-ctgan", type=int, default=300)
+    ap.add_argument("--epochs-tabular", type=int, default=None, help="default: tabular_gan's own default")
+    ap.add_argument("--models", default="ctgan,tabular_gan", help="comma list; 'none' for preprocessing only")
+    ap.add_argument("--set", action="append", default=[], help="tabular_gan model.* or option, key=value")
+    ap.add_argument("--dp", action="store_true", help="also fit tabular_gan with DP at equal epochs")
+    ap.add_argument("--dp-epsilon", type=float, default=3.0)
+    ap.add_argument("--grad-sample-mode", default="ghost")
+    ap.add_argument("--preprocess-rows", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--json", default=None, help="write all numbers here")
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    df = load_table(args.data, args.rows, seed=0)
+    schema = infer_schema(df)
+    df = conform(df, schema)
+    models = [] if args.models == "none" else args.models.split(",")
+    tg_cfg, tg_opts = parse_sets(args.set)
+    if args.epochs_tabular:
+        tg_cfg["epochs"] = args.epochs_tabular
+    print(f"table {args.data}: {len(df)} rows x {len(df.columns)} columns; torch threads {torch.get_num_threads()}")
+    runs: dict[str, list[dict[str, Any]]] = {m: [] for m in models}
+    if args.dp:
+        runs["tabular_gan+dp"] = []
+    for seed in range(args.seeds):
+        for name in models:
+            cfg = {"epochs": args.epochs_ctgan, "seed": seed} if name == "ctgan" else {**tg_cfg, "seed": seed}
+            res = fit_one(name, schema, df, cfg, tg_opts if name == "tabular_gan" else {})
+            runs[name].append(res)
+            print(f"seed {seed} {name:15s} " + " ".join(f"{k}={v:.3f}" for k, v in res.items()), flush=True)
+        if args.dp:
+            priv = PrivacyConfig(epsilon=args.dp_epsilon, grad_sample_mode=args.grad_sample_mode)
+            res = fit_one("tabular_gan", schema, df, {**tg_cfg, "seed": seed}, tg_opts, priv)
+            runs["tabular_gan+dp"].append(res)
+            print(f"seed {seed} {'tabular_gan+dp':15s} " + " ".join(f"{k}={v:.3f}" for k, v in res.items()), flush=True)
+
+    report: dict[str, Any] = {"data": args.data, "rows": len(df), "threads": torch.get_num_threads(),
+                              "epochs_ctgan": args.epochs_ctgan, "tabular_settings": {**tg_cfg, **tg_opts},
+                              "runs": runs}
+    if runs and args.seeds:
+        print(f"\n{'model':16s} {'fit s':>16s} {'preprocess s':>14s} {'peak MiB':>10s} {'quality':>16s}")
+        for name, rs in runs.items():
+            if not rs:
+                continue
+            pre = summarize([r["preprocess_s"] for r in rs if "preprocess_s" in r])
+            print(f"{name:16s} {summarize([r['fit_s'] for r in rs]):>16s} {pre:>14s} "
+                  f"{max(r['peak_rss_mib'] for r in rs):10.0f} {summarize([r['quality'] for r in rs]):>16s}")
+        if "ctgan" in runs and "tabular_gan" in runs and runs["ctgan"] and runs["tabular_gan"]:
+            ratio = statistics.mean(r["fit_s"] for r in runs["ctgan"]) / statistics.mean(r["fit_s"] for r in runs["tabular_gan"])
+            dq = statistics.mean(r["quality"] for r in runs["tabular_gan"]) - statistics.mean(r["quality"] for r in runs["ctgan"])
+            report["speedup"], report["quality_delta"] = ratio, dq
+            print(f"\nfit-time ratio ctgan / tabular_gan = {ratio:.2f}x (target >= 5); quality delta = {dq:+.3f} (target >= 0)")
+        if args.dp and runs.get("tabular_gan"):
+            dp_ratio = statistics.mean(r["fit_s"] for r in runs["tabular_gan+dp"]) / statistics.mean(r["fit_s"] for r in runs["tabular_gan"])
+            report["dp_overhead"] = dp_ratio
+            print(f"DP / non-DP fit-time ratio at equal epochs = {dp_ratio:.2f}x (target <= 3)")
+    if args.preprocess_rows:
+        pre = preprocess_bench(df, schema, args.preprocess_rows)
+        report["preprocessing"] = pre
+        label = " (SYNTHETIC inflated table, timing only)" if args.preprocess_rows > len(df) else ""
+        print(f"\npreprocessing on {int(pre['rows'])} rows{label}: ctgan fit {pre['ctgan_fit_s']:.2f}s + transform "
+              f"{pre['ctgan_transform_s']:.2f}s; tabular_gan fit {pre['tabular_gan_fit_s']:.2f}s + transform "
+              f"{pre['tabular_gan_transform_s']:.2f}s -> {pre['speedup']:.1f}x (target >= 10)")
+    if args.json:
+        with open(args.json, "w") as fh:
+            json.dump(report, fh, indent=2, default=float)
+    return report
+
+
+if __name__ == "__main__":
+    main()

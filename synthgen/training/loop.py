@@ -1,0 +1,250 @@
+"""One GAN training loop for every family, with callbacks, checkpoints and resume.
+
+The loop knows nothing about tables or images. A family hands it its networks, their
+optimizers, the random generators that drive training, and a *loss object* with one
+method per phase (as in StyleGAN2-ADA's ``training/loss.py``)::
+
+    class MyLoss:
+        def critic_loss(self, step: int) -> tuple[Tensor, dict[str, Tensor]]: ...
+        def generator_loss(self, step: int) -> tuple[Tensor, dict[str, Tensor]]: ...
+
+``critic_loss`` returns a scalar, or - under differential privacy - a per-sample
+vector that the privacy object back-propagates (per-sample clipping needs it). Logged
+values are detached tensors; they are averaged per epoch and read back once per epoch
+(one device sync), then passed to the callbacks with ``epoch_seconds`` and, under DP,
+``epsilon``.
+
+Checkpoints (``checkpoint_every`` epochs, and the last epoch) hold the networks, the
+optimizers, every random generator's state, the privacy accountant and the history;
+they are written to a temporary file and renamed, so a kill never leaves a torn one.
+:meth:`GANLoop.run` resumes from the latest checkpoint in ``checkpoint_dir`` whose
+``fingerprint`` matches (same data and settings) and, on CPU, continues exactly as the
+uninterrupted run would have.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from synthgen.training.callbacks import CallbackList
+
+log = logging.getLogger(__name__)
+
+_CKPT = re.compile(r"checkpoint-(\d{6})\.pt$")
+
+
+class GANLoss(Protocol):
+    """Per-family losses; each call draws its own batch."""
+
+    def critic_loss(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+    def generator_loss(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]: ...
+
+
+@dataclass
+class LoopResult:
+    """What a run did: epochs completed (including resumed ones), whether the privacy
+    budget stopped it, and every epoch's logs."""
+
+    epochs_run: int = 0
+    stopped_early: bool = False
+    resumed_from: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+class GANLoop:
+    """Alternate critic and generator updates for ``epochs * steps_per_epoch`` steps.
+
+    Args:
+        loss: the family's loss object (see :class:`GANLoss`).
+        generator: the generator network.
+        critic: the critic network (the unwrapped module; its state is checkpointed).
+        opt_g: generator optimizer.
+        opt_d: critic optimizer (a DP optimizer under privacy).
+        epochs: epochs to run in total.
+        steps_per_epoch: generator updates per epoch.
+        critic_steps: critic updates per generator update. Default 1.
+        callbacks: receive ``on_epoch_end(epoch, logs)``.
+        checkpoint_dir: where checkpoints go; ``None`` disables them.
+        checkpoint_every: epochs between checkpoints; 0 disables them.
+        rngs: named ``torch.Generator`` / ``numpy.random.Generator`` objects whose
+            states are checkpointed.
+        privacy: a :class:`~synthgen.privacy.CriticPrivacy`, or ``None``.
+        fingerprint: identifies data and settings; checkpoints of another fingerprint
+            are ignored.
+        keep: checkpoints kept on disk. Default 2.
+    """
+
+    def __init__(
+        self,
+        loss: GANLoss,
+        generator: nn.Module,
+        critic: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        epochs: int,
+        steps_per_epoch: int,
+        critic_steps: int = 1,
+        callbacks: CallbackList | None = None,
+        checkpoint_dir: str | Path | None = None,
+        checkpoint_every: int = 0,
+        rngs: dict[str, Any] | None = None,
+        privacy: Any = None,
+        fingerprint: str = "",
+        keep: int = 2,
+    ):
+        self.loss = loss
+        self.generator, self.critic = generator, critic
+        self.opt_g, self.opt_d = opt_g, opt_d
+        self.epochs, self.steps_per_epoch, self.critic_steps = epochs, steps_per_epoch, critic_steps
+        self.callbacks = callbacks or CallbackList()
+        self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
+        self.checkpoint_every = checkpoint_every
+        self.rngs = rngs or {}
+        self.privacy = privacy
+        self.fingerprint = fingerprint
+        self.keep = keep
+
+    # -- the loop -------------------------------------------------------------------------
+    def run(self) -> LoopResult:
+        result = LoopResult()
+        start = self._resume(result)
+        result.resumed_from = start
+        result.epochs_run = start
+        for epoch in range(start, self.epochs):
+            if self.privacy is not None and not self.privacy.allows(self.steps_per_epoch * self.critic_steps):
+                log.info("privacy budget reached: stopping before epoch %d", epoch + 1)
+                result.stopped_early = True
+                break
+            tick = time.perf_counter()
+            sums: dict[str, torch.Tensor] = {}
+            for i in range(self.steps_per_epoch):
+                step = epoch * self.steps_per_epoch + i
+                self._add(sums, self._critic_update(step))
+                self._add(sums, self._generator_update(step))
+            logs = {k: float(v) / self.steps_per_epoch for k, v in sums.items()}
+            logs["epoch_seconds"] = time.perf_counter() - tick
+            if self.privacy is not None:
+                logs["epsilon"] = self.privacy.epsilon_spent
+            result.history.append({"epoch": epoch, **logs})
+            result.epochs_run = epoch + 1
+            if self._due(epoch):
+                self.save_checkpoint(result)
+            self.callbacks.on_epoch_end(epoch, logs)
+        if result.stopped_early and self.checkpoint_dir and self.checkpoint_every:
+            self.save_checkpoint(result)
+        return result
+
+    def _critic_update(self, step: int) -> dict[str, torch.Tensor]:
+        logs: dict[str, torch.Tensor] = {}
+        self.critic.requires_grad_(True)
+        for _ in range(self.critic_steps):
+            self.opt_d.zero_grad(set_to_none=True)
+            loss, logs = self.loss.critic_loss(step)
+            if loss.ndim and self.privacy is not None:
+                self.privacy.backward(loss)
+            else:
+                loss.mean().backward()
+            self.opt_d.step()
+        return logs
+
+    def _generator_update(self, step: int) -> dict[str, torch.Tensor]:
+        self.critic.requires_grad_(False)  # no critic gradients (nor per-sample hooks)
+        if self.privacy is not None:
+            self.privacy.set_hooks(False)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss, logs = self.loss.generator_loss(step)
+        loss.backward()
+        self.opt_g.step()
+        self.critic.requires_grad_(True)
+        if self.privacy is not None:
+            self.privacy.set_hooks(True)
+        return logs
+
+    @staticmethod
+    def _add(sums: dict[str, torch.Tensor], logs: dict[str, torch.Tensor]) -> None:
+        for k, v in logs.items():
+            v = v.detach()
+            sums[k] = sums[k] + v if k in sums else v
+
+    # -- checkpoints ------------------------------------------------------------------------
+    def _due(self, epoch: int) -> bool:
+        if not (self.checkpoint_dir and self.checkpoint_every):
+            return False
+        return (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
+
+    def state_dict(self, result: LoopResult) -> dict[str, Any]:
+        rng_states: dict[str, Any] = {}
+        for name, gen in self.rngs.items():
+            if isinstance(gen, torch.Generator):
+                rng_states[name] = ("torch", gen.get_state())
+            else:
+                rng_states[name] = ("numpy", gen.bit_generator.state)
+        return {
+            "fingerprint": self.fingerprint,
+            "epoch": result.epochs_run,
+            "stopped_early": result.stopped_early,
+            "history": result.history,
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "rngs": rng_states,
+            "privacy": self.privacy.state_dict() if self.privacy is not None else None,
+        }
+
+    def save_checkpoint(self, result: LoopResult) -> Path:
+        """Write ``checkpoint-<epoch>.pt`` atomically; prune old ones."""
+        assert self.checkpoint_dir is not None
+        self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        path = self.checkpoint_dir / f"checkpoint-{result.epochs_run:06d}.pt"
+        tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        torch.save(self.state_dict(result), tmp)
+        os.replace(tmp, path)
+        for old in self._checkpoints()[: -self.keep]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def _checkpoints(self) -> list[Path]:
+        if not self.checkpoint_dir or not self.checkpoint_dir.is_dir():
+            return []
+        found = [p for p in self.checkpoint_dir.iterdir() if _CKPT.match(p.name)]
+        return sorted(found, key=lambda p: int(_CKPT.match(p.name).group(1)))  # type: ignore[union-attr]
+
+    def _resume(self, result: LoopResult) -> int:
+        for path in reversed(self._checkpoints()):
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=False)
+            except Exception as exc:  # a torn or foreign file: try the previous one
+                log.warning("checkpoint %s unreadable (%s); skipped", path, exc)
+                continue
+            if state.get("fingerprint") != self.fingerprint:
+                log.warning("checkpoint %s is from other data or settings; starting afresh", path)
+                return 0
+            self.generator.load_state_dict(state["generator"])
+            self.critic.load_state_dict(state["critic"])
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            for name, (kind, st) in state["rngs"].items():
+                gen = self.rngs[name]
+                if kind == "torch":
+                    gen.set_state(st)
+                else:
+                    gen.bit_generator.state = st
+            if self.privacy is not None and state["privacy"] is not None:
+                self.privacy.load_state_dict(state["privacy"])
+            result.history = list(state["history"])
+            result.stopped_early = bool(state.get("stopped_early", False))
+            log.info("resumed from %s (epoch %d)", path, state["epoch"])
+            return self.epochs if result.stopped_early else int(state["epoch"])
+        return 0
+

@@ -1,0 +1,179 @@
+"""Unit tests of ``model.name: tabular_gan``: tiny networks, a few epochs, fixed seeds."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from synthgen.config import ModelConfig, PrivacyConfig
+from synthgen.data.schema import conform, infer_schema
+from synthgen.errors import ConditionError, ConfigError
+from synthgen.synthesizers import REGISTRY
+from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
+from synthgen.training.callbacks import Callback, History
+from synthgen.transformers.mode_normalizer import ModeNormalizer
+
+TINY = dict(
+    name="tabular_gan", epochs=3, batch_size=100, generator_dim=[32], discriminator_dim=[32],
+    embedding_dim=16, pac=10, lr=1e-3,
+)
+
+
+@pytest.fixture(scope="module")
+def penguins():
+    df = pd.read_csv("data/penguins.csv")
+    schema = infer_schema(df)
+    return conform(df, schema), schema
+
+
+@pytest.fixture(scope="module")
+def fitted(penguins):
+    df, schema = penguins
+    return TabularGANSynthesizer(schema, ModelConfig(**TINY)).fit(df)
+
+
+def _parquet(frame: pd.DataFrame) -> bytes:
+    buf = io.BytesIO()
+    frame.to_parquet(buf, index=False)
+    return buf.getvalue()
+
+
+def test_registered_and_round_trip_dtypes(fitted, penguins, tmp_path):
+    df, _ = penguins
+    assert REGISTRY["tabular_gan"] is TabularGANSynthesizer
+    out = fitted.sample(120, seed=1)
+    assert len(out) == 120
+    assert list(out.columns) == list(df.columns)
+    assert out.dtypes.to_dict() == df.dtypes.to_dict()
+    assert out["species"].dropna().isin(df["species"].unique()).all()
+    fitted.save(tmp_path / "model")
+    again = TabularGANSynthesizer.load(tmp_path / "model")
+    assert _parquet(again.sample(50, seed=3)) == _parquet(fitted.sample(50, seed=3))
+
+
+def test_normalizer_round_trip(penguins):
+    df, schema = penguins
+    from synthgen.transformers.prepare import TablePreparer
+
+    prep = TablePreparer(schema).fit(df)
+    frame = prep.transform(df)
+    norm = ModeNormalizer().fit(frame, prep.discrete_columns)
+    enc = norm.transform(frame, np.random.default_rng(0))
+    back = norm.inverse_transform(enc.dense())
+    for col in norm.continuous_columns_:
+        # alpha is clipped at +-0.99, i.e. within 3.96 sigma of a mode: exact for these data
+        assert np.allclose(back[col], frame[col], rtol=1e-5, atol=1e-3)
+    for col in norm.discrete_columns_:
+        assert (back[col] == frame[col].astype(str)).all()
+    assert norm.spans[0].kind == "alpha" and norm.width == norm.spans[-1].start + norm.spans[-1].size
+
+
+def test_same_seed_byte_identical(penguins):
+    df, schema = penguins
+    a = TabularGANSynthesizer(schema, ModelConfig(**TINY)).fit(df).sample(100, seed=7)
+    b = TabularGANSynthesizer(schema, ModelConfig(**TINY)).fit(df).sample(100, seed=7)
+    assert _parquet(a) == _parquet(b)
+
+
+def test_conditions_exact(fitted):
+    one = fitted.sample(80, conditions={"species": "Chinstrap"}, seed=1)
+    assert len(one) == 80 and (one["species"] == "Chinstrap").all()
+    two = fitted.sample(60, conditions={"species": "Gentoo", "island": "Dream"}, seed=2)  # never co-occur
+    assert len(two) == 60 and (two["species"] == "Gentoo").all() and (two["island"] == "Dream").all()
+    rng = fitted.sample(70, conditions={"body_mass_g": (4000, 4200), "sex": "male"}, seed=3)
+    assert len(rng) == 70 and rng["body_mass_g"].between(4000, 4200).all() and (rng["sex"] == "male").all()
+    with pytest.raises(ConditionError):
+        fitted.sample(10, conditions={"species": "Emperor"})
+    with pytest.raises(ConditionError):
+        fitted.sample(10, conditions={"wingspan": 3})
+
+
+def test_single_class_condition_column(penguins):
+    df, _ = penguins
+    df = df.assign(colony=np.where(np.arange(len(df)) >= 0, "A", "B"))
+    schema = infer_schema(df)
+    schema["colony"].kind, schema["colony"].categories = "categorical", ["A"]
+    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 1})).fit(conform(df, schema))
+    out = model.sample(30, conditions={"colony": "A"}, seed=0)
+    assert (out["colony"] == "A").all()
+    with pytest.raises(ConditionError):
+        model.sample(5, conditions={"colony": "B"})
+
+
+def test_bad_input(penguins):
+    df, schema = penguins
+    with pytest.raises(ConfigError):
+        TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "batch_size": 5000})).fit(df)
+    with pytest.raises(Exception):  # pydantic refuses epsilon <= 0 at the config edge
+        PrivacyConfig(epsilon=0)
+    from synthgen.privacy import CriticPrivacy
+
+    with pytest.raises(ConfigError):
+        CriticPrivacy(epsilon=-1.0, delta=None, max_grad_norm=1.0, n_rows=100, batch_size=10, planned_steps=10)
+
+
+def test_dp_budget_stop(penguins):
+    df, schema = penguins
+    privacy = PrivacyConfig(epsilon=5.0, noise_multiplier=1.5)
+    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 50}), privacy)
+    history = History()
+    model.fit(df, callbacks=[history])
+    meta = model.extra_meta()
+    assert meta["stopped_early"] and 0 < meta["epochs_run"] < 50
+    assert 0 < meta["epsilon_spent"] <= 5.0
+    eps = [row["epsilon"] for row in history.rows]
+    assert eps == sorted(eps) and eps[-1] <= 5.0
+    assert len(model.sample(20, seed=0)) == 20
+
+
+def test_dp_calibrated_spends_budget(penguins):
+    df, schema = penguins
+    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 4}), PrivacyConfig(epsilon=3.0))
+    model.fit(df)
+    meta = model.extra_meta()
+    assert meta["epochs_run"] == 4 and not meta["stopped_early"]
+    assert 2.0 < meta["epsilon_spent"] <= 3.0
+
+
+class _Kill(Callback):
+    def __init__(self, after: int):
+        self.after = after
+
+    def on_epoch_end(self, epoch, logs):
+        if epoch + 1 == self.after:
+            raise KeyboardInterrupt("simulated kill")
+
+
+@pytest.mark.parametrize("private", [False, True])
+def test_resume_after_kill_is_exact(penguins, tmp_path, private):
+    df, schema = penguins
+    cfg = ModelConfig(**{**TINY, "epochs": 6, "checkpoint_every": 2})
+    privacy = PrivacyConfig(epsilon=5.0) if private else None
+    ref = TabularGANSynthesizer(schema, cfg, privacy).fit(df).sample(60, seed=5)
+
+    first = TabularGANSynthesizer(schema, cfg, privacy, checkpoint_dir=tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        first.fit(df, callbacks=[_Kill(after=3)])  # killed after epoch 3, checkpoint at 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-000002.pt"]
+    history = History()
+    second = TabularGANSynthesizer(schema, cfg, privacy, checkpoint_dir=tmp_path).fit(df, callbacks=[history])
+    assert second.extra_meta()["resumed_from"] == 2
+    assert [r["epoch"] for r in history.rows] == [2, 3, 4, 5]
+    assert _parquet(second.sample(60, seed=5)) == _parquet(ref)
+
+
+def test_high_cardinality_is_compact():
+    rng = np.random.default_rng(0)
+    n = 3000
+    df = pd.DataFrame({"code": [f"c{i}" for i in rng.integers(0, 2000, n)], "x": rng.normal(size=n)})
+    schema = infer_schema(df)
+    schema["code"].kind = "categorical"
+    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 1}), max_categories=5000)
+    model.fit(conform(df, schema))
+    assert model.normalizer_.cond_width > 1000
+    assert len(model.sample(10, conditions={"code": df["code"].iloc[0]}, seed=0)) == 10
+    assert torch.get_default_dtype() == torch.float32
