@@ -91,7 +91,12 @@ class ValidateConfig(_Section):
     """``validate``: thresholds of the verdict. ``min`` are floors, ``max`` are ceilings."""
 
     min: dict[str, float] = {"quality_score": 0.6, "gx_success_rate": 0.8}
-    max: dict[str, float] = {}
+    max: dict[str, float] = {"exact_copy_rate": 0.05, "dcr_overfitting_share": 0.6, "mia_auc": 0.75}
+    # great-expectations distribution checks (see synthgen.validation.gx_suite.Tolerances)
+    mean_tolerance: float = Field(0.3, ge=0)  # synthetic mean within this many real std
+    std_tolerance: float = Field(0.3, ge=0)  # synthetic std within real std x (1 -/+ this)
+    median_tolerance: float = Field(0.4, ge=0)  # synthetic median within this many real std
+    frequency_kl: float = Field(0.1, gt=0)  # KL(real || synthetic) of category frequencies, nats
     sensitive: list[str] = []  # columns scored for attribute-inference risk (attribute_risk_<col>)
     privacy_filter: float | None = Field(None, ge=0, le=1)  # drop synthetic rows with DCR to train below this
 

@@ -81,6 +81,10 @@ class Layout:
         return self.root / "gx_result.json"
 
     @property
+    def data_docs(self) -> Path:
+        return self.root / "data_docs"
+
+    @property
     def manifest(self) -> Path:
         return self.root / "manifest.json"
 
@@ -136,6 +140,11 @@ def train_stage(params: Params) -> dict[str, Any]:
     layout = Layout(params.out)
     schema = TableSchema.load(layout.schema)
     train = _read_parquet(layout.train, "train split")
+    if params.privacy.epsilon is not None and not params.data.public_bounds:
+        raise ConfigError(
+            "data.public_bounds: false with privacy.epsilon set: category sets and ranges "
+            "would have to be released privately, which synthgen does not do yet"
+        )
     tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
     if params.tracking.uri is not None:
         tracker.check()  # fail before training, not after
@@ -180,6 +189,15 @@ def generate_stage(params: Params) -> dict[str, Any]:
     rows = params.generate.rows or model.n_train_
     seed = params.generate.seed if params.generate.seed is not None else params.model.seed
     frame = model.sample(rows, conditions=params.generate.conditions or None, seed=seed)
+    dropped = 0
+    if params.validate_.privacy_filter is not None:
+        from synthgen.validation.privacy import privacy_filter
+
+        train = _read_parquet(layout.train, "train split")
+        frame, dropped = privacy_filter(frame, train, params.validate_.privacy_filter, model.schema)
+        frame = frame.reset_index(drop=True)
+        log.info("privacy filter: dropped %d of %d rows closer than %g to a training row",
+                 dropped, rows, params.validate_.privacy_filter)
     write_parquet(layout.synthetic, frame)
     tracker = _tracker_for(params, layout)
     generation = {
@@ -190,6 +208,7 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "model_dir": layout.model.name,
         "seed": seed,
         "conditions": params.generate.conditions,
+        "privacy_filter": {"threshold": params.validate_.privacy_filter, "dropped": dropped},
         "params_hash": params_hash({k: v for k, v in params.to_dict().items() if k not in ("tracking", "output")}),
         "source_data": str(params.data.path),
         "source_data_hash": file_hash(params.data.path) if Path(params.data.path).exists() else None,
@@ -239,9 +258,11 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
         if spent is not None:
             extra["epsilon_spent"] = spent
     holdout = _read_parquet(layout.holdout, "holdout split") if layout.holdout.is_file() else None
-    report, gx_result = validate_synthetic(train, frame, schema, params.validate_, extra_metrics=extra,
-                                           holdout=holdout, target=params.data.target,
-                                           sensitive_columns=params.validate_.sensitive)
+    report, gx_result = validate_synthetic(
+        train, frame, schema, params.validate_, extra_metrics=extra, holdout=holdout,
+        target=params.data.target, sensitive_columns=params.validate_.sensitive,
+        docs_dir=None if audit else layout.data_docs,
+    )
     if audit:
         target = Path(out) if out else Path(synthetic).with_suffix(".validation.json")
         write_json(target, report)

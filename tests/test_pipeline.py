@@ -145,3 +145,18 @@ def test_only_passing_data_is_published(tmp_path, mlflow_uri):
     assert manifest["validation"]["passed"] is False and manifest["validation"]["failed_checks"] == ["quality_score"]
     run = MlflowClient(tracking_uri=mlflow_uri).get_run(manifest["mlflow_run_id"])
     assert run.data.tags["synthgen.verdict"] == "rejected"
+
+
+def test_copy_of_training_data_fails_on_privacy(finished_run):
+    tmp, _, _ = finished_run
+    real = pd.read_parquet(tmp / "out" / "data" / "train.parquet")
+    real.to_parquet(tmp / "copy.parquet")
+    params = tiny_params(tmp, None)
+    params["validate"]["max"] = {"exact_copy_rate": 0.05, "dcr_overfitting_share": 0.6, "mia_auc": 0.75}
+    path = write_params(tmp / "audit-copy.yaml", params)
+    result = synthgen("validate", "--params", str(path), "--synthetic", str(tmp / "copy.parquet"))
+    assert result.returncode == 1
+    report = json.loads((tmp / "copy.validation.json").read_text())
+    failed = {c["name"] for c in report["checks"] if not c["passed"]}
+    assert failed == {"exact_copy_rate", "dcr_overfitting_share", "mia_auc"}
+    assert report["metrics"]["exact_copy_rate"] == 1.0 and report["metrics"]["mia_auc"] > 0.95

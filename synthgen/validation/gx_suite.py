@@ -11,7 +11,12 @@
   share ``m`` of its values must be non-null in at least ``1 - m - null_tolerance`` of
   rows (skipped when that is not above 0);
 * constant columns hold their one value (or only nulls); id columns that are unique
-  in the real data must be unique.
+  in the real data must be unique;
+* distributions (:class:`Tolerances`): numeric means within ``mean`` real standard
+  deviations, standard deviations within a factor ``1 +/- std``, medians within
+  ``median`` real standard deviations; category frequencies within a KL divergence of
+  ``frequency_kl`` nats of the real ones. (GX's quantile-range expectation is not used:
+  in GX 1.24 its result holds a numpy bool that the result store cannot serialize.)
 
 :func:`run_suite` validates a frame against it with a real GX ephemeral context and
 returns a JSON-ready summary. ``great_expectations`` is imported lazily (~5 s).
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,6 +39,16 @@ if TYPE_CHECKING:
     import great_expectations as gx
 
 NULL_TOLERANCE = 0.05
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """Slack of the distribution-level expectations (``validate.*_tolerance`` in params)."""
+
+    mean: float = 0.3  # |mean_syn - mean_real| <= mean * std_real
+    std: float = 0.3  # std_syn within std_real * (1 -/+ std)
+    median: float = 0.4  # |median_syn - median_real| <= median * std_real
+    frequency_kl: float = 0.1  # KL(real || synthetic) of category frequencies, nats
 _NUMERIC_DTYPES = [
     "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64",
     "float16", "float32", "float64",
@@ -84,6 +100,7 @@ def build_suite(
     schema: TableSchema,
     name: str = "synthgen",
     null_tolerance: float = NULL_TOLERANCE,
+    tolerances: Tolerances = Tolerances(),
 ) -> gx.ExpectationSuite:
     """Profile the real train split into a GX expectation suite.
 
@@ -93,6 +110,7 @@ def build_suite(
         name: the suite name; default ``"synthgen"``.
         null_tolerance: slack on the non-null share of columns that have missing
             values; default 0.05.
+        tolerances: slack of the distribution expectations; default :class:`Tolerances`.
 
     Returns:
         An unsaved ``gx.ExpectationSuite``; ``suite.meta["synthgen"]["datetime_columns"]``
@@ -116,10 +134,19 @@ def build_suite(
                 if spec.kind == "integer":
                     lo, hi = int(lo), int(hi)  # type: ignore[assignment]
                 expectations.append(E.ExpectColumnValuesToBeBetween(column=col, min_value=lo, max_value=hi))
+            if len(nums) >= 2 and float(np.std(nums)) > 0:
+                expectations += _distribution(E, col, np.asarray(nums, dtype=float), tolerances)
         elif spec.kind in ("categorical", "boolean"):
             levels = [_py(v) for v in pd.unique(present)]
             if levels:
                 expectations.append(E.ExpectColumnValuesToBeInSet(column=col, value_set=levels))
+            if len(levels) >= 2:
+                freq = present.value_counts(normalize=True)
+                expectations.append(E.ExpectColumnKLDivergenceToBeLessThan(
+                    column=col, threshold=tolerances.frequency_kl,
+                    partition_object={"values": [_py(v) for v in freq.index],
+                                      "weights": [float(w) for w in freq.to_numpy()]},
+                ))
         elif spec.kind == "constant":
             if len(present):
                 value = _py(present.iloc[0])
@@ -140,6 +167,17 @@ def build_suite(
         expectations=expectations,
         meta={_META_KEY: {"datetime_columns": datetimes}},
     )
+
+
+def _distribution(E: Any, col: str, nums: np.ndarray, tol: Tolerances) -> list[Any]:
+    mean, std, median = float(nums.mean()), float(nums.std()), float(np.median(nums))
+    return [
+        E.ExpectColumnMeanToBeBetween(column=col, min_value=mean - tol.mean * std, max_value=mean + tol.mean * std),
+        E.ExpectColumnStdevToBeBetween(column=col, min_value=std * (1 - tol.std), max_value=std * (1 + tol.std)),
+        E.ExpectColumnMedianToBeBetween(
+            column=col, min_value=median - tol.median * std, max_value=median + tol.median * std
+        ),
+    ]
 
 
 def json_safe(value: Any) -> Any:
@@ -190,6 +228,7 @@ def run_suite(
     suite: gx.ExpectationSuite | dict[str, Any],
     synthetic: pd.DataFrame,
     context: Any = None,
+    docs_dir: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Validate a frame against a suite with a real GX run (ephemeral context, pandas).
 
@@ -202,6 +241,8 @@ def run_suite(
         context: a GX data context to reuse (see :func:`ephemeral_context`); default a
             fresh ephemeral one. The temporary data source, suite and validation
             definition added to it are removed afterwards.
+        docs_dir: if given, GX Data Docs (HTML) of this validation are built and copied
+            there (replaced atomically).
 
     Returns:
         JSON-ready ``{"success", "success_rate", "n_expectations", "n_failed",
@@ -235,6 +276,8 @@ def run_suite(
         result = json_safe(
             definition.run(batch_parameters={"dataframe": frame}, result_format="BASIC").to_json_dict()
         )
+        if docs_dir is not None:
+            _copy_data_docs(context, docs_dir)
     finally:
         context.validation_definitions.delete(definition.name)
         context.suites.delete(gx_suite.name)
@@ -250,3 +293,18 @@ def run_suite(
         "failed": [_describe(r) for r in failed],
         "result": result,
     }
+
+
+def _copy_data_docs(context: Any, docs_dir: str | os.PathLike) -> None:
+    import shutil
+    from pathlib import Path
+    from urllib.parse import unquote, urlparse
+
+    from synthgen.io import atomic_path
+
+    sites = context.build_data_docs()
+    if not sites:
+        return
+    index = Path(unquote(urlparse(next(iter(sites.values()))).path))
+    with atomic_path(docs_dir) as tmp:
+        shutil.copytree(index.parent, tmp)

@@ -12,12 +12,22 @@ Metrics computed by :func:`validate_synthetic`:
 * ``quality_score``, ``column_shapes``, ``column_pair_trends``: SDMetrics-style
   fidelity in [0, 1] (see :mod:`synthgen.validation.fidelity`);
 * ``gx_success_rate``: share of Great Expectations checks passed, in [0, 1];
-* ``gx_failed``: number of Great Expectations checks failed.
+* ``gx_failed``: number of Great Expectations checks failed;
+* ``detection_auc``: cross-validated real-vs-synthetic classifier AUC
+  (:mod:`synthgen.validation.detection`);
+* ``tstr_score``, ``trtr_score``, ``tstr_ratio``: train-synthetic-test-real utility for
+  the target (:mod:`synthgen.validation.utility`; None without target or holdout);
+* privacy (:mod:`synthgen.validation.privacy`): ``exact_copy_rate``,
+  ``dcr_synthetic_median``, ``dcr_holdout_median``, ``dcr_baseline_protection``,
+  ``dcr_overfitting_share``, ``dcr_overfitting_protection``, ``nndr``, ``mia_auc``,
+  ``mia_auc_distance``, ``mia_auc_density``, ``attribute_risk`` and
+  ``attribute_risk_<col>`` per sensitive column (holdout-based ones None without holdout).
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -26,9 +36,15 @@ from synthgen.config import ValidateConfig
 from synthgen.data.schema import TableSchema, coerce_column
 from synthgen.errors import ConfigError, DataError
 from synthgen.validation.fidelity import fidelity_report
-from synthgen.validation.gx_suite import build_suite, json_safe, run_suite
+from synthgen.validation.detection import detection_report
+from synthgen.validation.gx_suite import Tolerances, build_suite, json_safe, run_suite
+from synthgen.validation.privacy import PRIVACY_METRICS, privacy_report
+from synthgen.validation.utility import UTILITY_METRICS, utility_report
 
-METRICS = ("quality_score", "column_shapes", "column_pair_trends", "gx_success_rate", "gx_failed")
+METRICS = (
+    "quality_score", "column_shapes", "column_pair_trends", "gx_success_rate", "gx_failed",
+    "detection_auc", *UTILITY_METRICS, *PRIVACY_METRICS,
+)  # fmt: skip
 
 
 def _number(value: Any) -> float | None:
@@ -89,6 +105,10 @@ def validate_synthetic(
     validate_cfg: ValidateConfig,
     suite: Any = None,
     extra_metrics: dict[str, float] | None = None,
+    holdout: pd.DataFrame | None = None,
+    target: str | None = None,
+    sensitive_columns: list[str] | tuple[str, ...] | None = None,
+    docs_dir: str | Path | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score a synthetic table against the real train split and give the verdict.
 
@@ -101,33 +121,66 @@ def validate_synthetic(
             ``real_train`` by :func:`~synthgen.validation.gx_suite.build_suite`.
         extra_metrics: figures known from elsewhere (e.g. ``epsilon_spent`` from
             training) that join the metrics and can be given thresholds.
+        docs_dir: where GX Data Docs (HTML) of the validation are written; default
+            none are built.
+        holdout: the real holdout split (never trained on); needed by utility and the
+            holdout-based privacy metrics, which are None without it.
+        target: the utility target; default ``schema.target``.
+        sensitive_columns: columns scored for attribute-inference risk; default
+            ``validate_cfg.sensitive``.
 
     Returns:
         ``(verdict, gx_result)``: the JSON-ready verdict (see the module docstring)
-        with ``fidelity`` and ``gx`` details, and GX's full JSON result.
+        with ``fidelity``, ``gx``, ``detection``, ``utility`` and ``privacy`` details,
+        and GX's full JSON result.
 
     Raises:
         DataError: a table lacks a schema column or has one the schema does not know.
-        ConfigError: a threshold names an unknown metric.
+        ConfigError: a threshold names an unknown metric, or a sensitive column is not
+            a modelled column.
     """
     extra = dict(extra_metrics or {})
-    evaluate(dict.fromkeys([*METRICS, *extra], 0.0), validate_cfg)  # fail fast on unknown names
+    target = schema.target if target is None else target
+    sensitive = list(validate_cfg.sensitive if sensitive_columns is None else sensitive_columns)
+    modelled = [c.name for c in schema.columns if c.modelled]
+    for col in sensitive:
+        if col not in modelled:
+            raise ConfigError(f"validate.sensitive: {col!r} is not a modelled column; choose from {modelled}")
+    per_column = [f"attribute_risk_{c}" for c in sensitive]
+    evaluate(dict.fromkeys([*METRICS, *per_column, *extra], 0.0), validate_cfg)  # fail fast on unknown names
     _check_columns(real_train, schema, "real")
     _check_columns(synthetic, schema, "synthetic")
+    if holdout is not None:
+        _check_columns(holdout, schema, "holdout")
     fidelity = fidelity_report(real_train, synthetic, schema)
     parsed = synthetic.copy()  # text dates/booleans parsed as the schema says; order kept
     for spec in schema.columns:
         parsed[spec.name] = coerce_column(parsed[spec.name], spec)
-    gx = run_suite(suite if suite is not None else build_suite(real_train, schema), parsed)
+    if suite is None:
+        tolerances = Tolerances(
+            mean=validate_cfg.mean_tolerance, std=validate_cfg.std_tolerance,
+            median=validate_cfg.median_tolerance, frequency_kl=validate_cfg.frequency_kl,
+        )
+        suite = build_suite(real_train, schema, tolerances=tolerances)
+    gx = run_suite(suite, parsed, docs_dir=docs_dir)
     metrics = {
         "quality_score": fidelity["quality_score"],
         "column_shapes": fidelity["column_shapes"],
         "column_pair_trends": fidelity["column_pair_trends"],
         "gx_success_rate": gx["success_rate"],
         "gx_failed": gx["n_failed"],
-        **extra,
     }
+    detection = detection_report(real_train, synthetic, schema)
+    utility = utility_report(real_train, holdout, synthetic, schema, target)
+    privacy = privacy_report(real_train, synthetic, schema, holdout, sensitive)
+    metrics["detection_auc"] = detection["detection_auc"]
+    metrics.update(utility["metrics"])
+    metrics.update(privacy["metrics"])
+    metrics.update(extra)
     verdict = evaluate(metrics, validate_cfg)
     verdict["fidelity"] = fidelity
+    verdict["detection"] = detection
+    verdict["utility"] = {k: v for k, v in utility.items() if k != "metrics"}
+    verdict["privacy"] = {k: v for k, v in privacy.items() if k != "metrics"}
     verdict["gx"] = {k: v for k, v in gx.items() if k != "result"}
     return json_safe(verdict), gx["result"]
