@@ -123,7 +123,7 @@ class Synthesizer(ABC):
             prepared = self._sample(int(n), rng, prepared_conditions)
         else:
             prepared = self._rejection_sample(int(n), rng, prepared_conditions)
-        return self.preparer_.inverse_transform(prepared.reset_index(drop=True), rng)
+        return self.preparer_.inverse_transform(prepared.reset_index(drop=True), rng, protect=conditions or {})
 
     def save(self, directory: str | Path) -> None:
         """Write the fitted synthesizer to ``directory`` (replaced atomically)."""

@@ -29,6 +29,20 @@ residual generator and a packed critic. What differs is how it is computed:
   rest (and pools levels beyond ``data.max_categories``); this engine never builds a
   dense one-hot of the table, so a column with 10,000 levels costs one integer per row
   plus its span in the networks.
+* **Wide categoricals are cheap** (``options.wide_min_levels``, default 1024: when the
+  discrete block - the conditional vector - has at least that many levels). The
+  generator then reads its condition through a learned ``cond_embed_dim``-wide
+  embedding (a lookup of the one conditioned level, instead of a 10,000-wide one-hot
+  that the residual blocks would carry all the way into the output layer), and the
+  critic's first layer (:class:`WideCritic`) is stored input-major and consumes every
+  one-hot entry - the real rows' modes and levels and every row's conditional vector -
+  as an ``embedding_bag`` of weight rows (the ``alpha`` values as per-sample weights),
+  which equals the dense ``Linear`` on the one-hot input; only the generated rows'
+  soft Gumbel outputs still go through a matmul. The WGAN penalty (which needs the
+  gradient w.r.t. a dense interpolated input) and the DP critic (Opacus' per-sample
+  gradients know ``nn.Linear``, not this layer) keep the dense :class:`Critic`.
+  ``bench/memory.py`` measures it: 100k rows with a 10,000-level column and
+  ``max_categories=10000`` train within 4 GB resident memory.
 
 Fields of ``model`` left unset in params take this family's defaults
 (:data:`FAMILY_DEFAULTS`, chosen with ``bench/tabular.py``); the resolved values are
@@ -112,6 +126,11 @@ class TabularGANOptions:
         betas: Adam betas. Default (0.5, 0.9).
         weight_decay: Adam weight decay. Default 1e-6.
         resample_rounds: bounded rejection rounds of conditional sampling. Default 5.
+        wide_min_levels: from this many discrete levels (the conditional vector's
+            width) on, the generator embeds the condition and the critic reads one-hot
+            entries by lookup (see the module docstring). Default 1024.
+        cond_embed_dim: width of the generator's condition embedding in that mode.
+            Default 128.
     """
 
     loss: str = "logistic"
@@ -124,6 +143,8 @@ class TabularGANOptions:
     betas: tuple[float, float] = (0.5, 0.9)
     weight_decay: float = 1e-6
     resample_rounds: int = 5
+    wide_min_levels: int = 1024
+    cond_embed_dim: int = 128
 
 
 # -- networks -------------------------------------------------------------------------------
@@ -147,11 +168,22 @@ class _Residual(nn.Module):
 
 
 class Generator(nn.Module):
-    """CTGAN's residual generator: ``(noise, cond) -> raw wide-matrix logits``."""
+    """CTGAN's residual generator: ``(noise, cond) -> raw wide-matrix logits``.
 
-    def __init__(self, in_dim: int, dims: list[int], out_dim: int, gen: torch.Generator):
+    With ``cond_embed=(levels, k)`` (wide mode) the input is ``noise`` plus a learned
+    ``k``-wide embedding of the conditioned level instead of the one-hot vector;
+    :meth:`forward` then takes ``(noise, levels)``.
+    """
+
+    def __init__(self, in_dim: int, dims: list[int], out_dim: int, gen: torch.Generator,
+                 cond_embed: tuple[int, int] | None = None):
         super().__init__()
         layers: list[nn.Module] = []
+        self.cond_embed: nn.Embedding | None = None
+        if cond_embed is not None:
+            self.cond_embed = nn.Embedding(*cond_embed)
+            with torch.no_grad():
+                self.cond_embed.weight.normal_(generator=gen)
         d = in_dim
         for h in dims:
             layers.append(_Residual(d, h))
@@ -162,7 +194,9 @@ class Generator(nn.Module):
             if isinstance(m, nn.Linear):
                 _init_linear(m, gen)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, levels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.cond_embed is not None:
+            x = torch.cat([x, self.cond_embed(levels)], dim=1)
         return self.head(self.body(x))
 
 
@@ -199,6 +233,46 @@ class Critic(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.seq(x.reshape(-1, x.shape[1] * self.pac)).squeeze(1)
+
+
+class WideCritic(nn.Module):
+    """:class:`Critic` for wide one-hot inputs: the first layer is a weight stored
+    input-major, ``(pac * row_width, h)``, so that one-hot entries are read as an
+    ``embedding_bag`` of its rows; the rest is the dense critic's.
+
+    :meth:`forward_mixed` takes, per row, a dense prefix (the first ``dense.shape[1]``
+    entries of the row: ``alpha`` for real rows, the whole generated part for fake
+    rows) and the positions (with optional weights) of its remaining non-zero
+    entries; it equals ``Critic.forward`` of the densified rows with
+    ``weight = first.T`` (tested). :meth:`forward` on dense rows is kept for the
+    gradient penalty.
+    """
+
+    def __init__(self, in_dim: int, dims: list[int], pac: int, dropout: float, gen: torch.Generator):
+        super().__init__()
+        dense = Critic(in_dim, dims, pac, dropout, gen)  # same init draws as the dense critic
+        self.pac, self.row = pac, in_dim
+        first = dense.seq[0]
+        self.first_weight = nn.Parameter(first.weight.detach().t().contiguous())
+        self.first_bias = nn.Parameter(first.bias.detach().clone())
+        self.rest = nn.Sequential(*list(dense.seq)[1:])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = x.reshape(-1, x.shape[1] * self.pac) @ self.first_weight + self.first_bias
+        return self.rest(h).squeeze(1)
+
+    def forward_mixed(self, dense: torch.Tensor, idx: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+        b, k = idx.shape
+        packs, pac, dw = b // self.pac, self.pac, dense.shape[1]
+        h = self.first_bias
+        if dw:  # one (packs, dw) @ (dw, h) per pack slot; the weight blocks are contiguous
+            w = self.first_weight.view(pac, self.row, -1)[:, :dw]  # (pac, dw, h)
+            h = h + torch.bmm(dense.reshape(packs, pac, dw).transpose(0, 1), w).sum(0)
+        offs = torch.arange(pac, device=idx.device).mul_(self.row).view(1, pac, 1)
+        flat = (idx.view(packs, pac, k) + offs).view(packs, pac * k)
+        psw = None if weights is None else weights.reshape(packs, pac * k)
+        h = h + F.embedding_bag(flat, self.first_weight, per_sample_weights=psw, mode="sum")
+        return self.rest(h).squeeze(1)
 
 
 # -- vectorized span ops ---------------------------------------------------------------------
@@ -350,6 +424,8 @@ class TabularGANLoss:
         self.private, self.q = private, sample_rate
         self.device = alpha.device
         self.has_cond = sampler.n_disc > 0
+        self.wide = isinstance(critic, WideCritic)
+        self.embed_cond = getattr(gen_net, "cond_embed", None) is not None
 
     def _cond(self, levels: torch.Tensor | None, b: int) -> torch.Tensor:
         width = self.ops.width - self.ops.disc_start
@@ -365,10 +441,25 @@ class TabularGANLoss:
         return x
 
     def _fake(self, b: int, levels: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        cond = self._cond(levels, b)
         z = torch.randn(b, self.emb, generator=self.gen, device=self.device)
-        raw = self.G(torch.cat([z, cond], dim=1))
+        if self.embed_cond:
+            cond = None if self.wide else self._cond(levels, b)
+            raw = self.G(z, levels)
+        else:
+            cond = self._cond(levels, b)
+            raw = self.G(torch.cat([z, cond], dim=1))
         return raw, self.ops.activate(raw, self.o.tau, self.gen), cond
+
+    def _critic_fake(self, fake: torch.Tensor, cond: torch.Tensor | None, levels: torch.Tensor | None) -> torch.Tensor:
+        if self.wide:  # the conditional one-hot by lookup, the soft generated part dense
+            return self.D.forward_mixed(fake, (levels + self.ops.width).unsqueeze(1))
+        return self.D(torch.cat([fake, cond], dim=1))
+
+    def _critic_real(self, rows: torch.Tensor, cond: torch.Tensor | None, levels: torch.Tensor | None) -> torch.Tensor:
+        if self.wide:  # alpha dense, every hot entry (modes, levels, condition) by lookup
+            idx = torch.cat([self.hot[rows], (levels + self.ops.width).unsqueeze(1)], dim=1)
+            return self.D.forward_mixed(self.alpha[rows], idx)
+        return self.D(torch.cat([self._dense(rows), cond], dim=1))
 
     def _levels(self, b: int) -> torch.Tensor | None:
         return self.s.draw_levels(b, self.gen) if self.has_cond else None
@@ -382,21 +473,23 @@ class TabularGANLoss:
             _, fake, cond = self._fake(b, levels)
         if levels is not None:
             perm = torch.randperm(b, generator=self.gen, device=self.device)
-            rows = self.s.rows_for(levels[perm], self.gen)
-            cond_r = cond[perm]
+            levels_r = levels[perm]
+            rows = self.s.rows_for(levels_r, self.gen)
+            cond_r = cond[perm] if cond is not None else None
         else:
             rows = torch.randint(len(self.alpha), (b,), generator=self.gen, device=self.device)
-            cond_r = cond
-        real = torch.cat([self._dense(rows), cond_r], dim=1)
-        fake = torch.cat([fake, cond], dim=1)
-        d_real, d_fake = self.D(real), self.D(fake)
+            cond_r, levels_r = cond, None
+        d_real, d_fake = self._critic_real(rows, cond_r, levels_r), self._critic_fake(fake, cond, levels)
         if self.o.loss == "logistic":
             loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()
         else:
             loss = d_fake.mean() - d_real.mean()
         logs = {"loss_d": loss.detach()}
         if self.o.loss == "wgan-gp" and self.o.gp_weight > 0 and step % self.o.gp_every == 0:
-            gp = self._gradient_penalty(real, fake)
+            if cond is None:  # wide mode: densify only on penalty steps
+                cond, cond_r = self._cond(levels, b), self._cond(levels_r, b)
+            real = torch.cat([self._dense(rows), cond_r], dim=1)
+            gp = self._gradient_penalty(real, torch.cat([fake, cond], dim=1))
             loss = loss + self.o.gp_weight * self.o.gp_every * gp
             logs["gp"] = gp.detach() * self.o.gp_every
         return loss, logs
@@ -420,6 +513,7 @@ class TabularGANLoss:
         levels = self._levels(b_fake)
         with torch.no_grad():
             _, fake, cond = self._fake(b_fake, levels)
+        cond = self._cond(levels, b_fake) if cond is None else cond
         own = self.s.own_levels(rows, self.gen) if self.has_cond else None
         real = torch.cat([self._dense(rows), self._cond(own, len(rows))], dim=1)
         x = torch.cat([real, torch.cat([fake, cond], dim=1)], dim=0)
@@ -432,7 +526,7 @@ class TabularGANLoss:
         b = self.batch
         levels = self._levels(b)
         raw, fake, cond = self._fake(b, levels)
-        d = self.D(torch.cat([fake, cond], dim=1))
+        d = self._critic_fake(fake, cond, levels)
         adv = F.softplus(-d).mean() if (self.o.loss == "logistic" or self.private) else -d.mean()
         logs = {"loss_g": adv.detach()}
         if levels is not None:
@@ -452,6 +546,10 @@ class TabularGANSynthesizer(Synthesizer):
 
     name = "tabular_gan"
     native_conditions = True
+    # Missing-value indicators are rare levels that training-by-sampling over-weights:
+    # modelled jointly, 0.4% missing came back as 4-6% on penguins; so missingness is
+    # drawn independently at the training rate (see TablePreparer).
+    joint_missing = False
     supports_privacy = True
 
     def __init__(self, schema, config=None, privacy=None, max_categories: int = 500,
@@ -516,8 +614,10 @@ class TabularGANSynthesizer(Synthesizer):
             else np.bincount(codes.ravel(), minlength=self.normalizer_.cond_width).astype(float)
         )
         cond_w = self.normalizer_.cond_width
-        self.generator_ = Generator(cfg.embedding_dim + cond_w, list(cfg.generator_dim), self.normalizer_.width, init_gen).to(device)
-        critic = Critic(self.normalizer_.width + cond_w, list(cfg.discriminator_dim), pac, opts.dropout, self.gen_).to(device)
+        self.generator_ = self._make_generator(init_gen).to(device)
+        wide = self._wide() and not private  # Opacus needs the dense nn.Linear critic
+        critic_cls = WideCritic if wide else Critic
+        critic = critic_cls(self.normalizer_.width + cond_w, list(cfg.discriminator_dim), pac, opts.dropout, self.gen_).to(device)
         opt_g = torch.optim.Adam(self.generator_.parameters(), lr=cfg.lr, betas=opts.betas, weight_decay=opts.weight_decay)
         opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=opts.betas, weight_decay=opts.weight_decay)
         d_module = critic
@@ -546,6 +646,17 @@ class TabularGANSynthesizer(Synthesizer):
         self.privacy_summary_ = priv.summary() if priv is not None else None
         if priv is not None and hasattr(d_module, "_close"):
             d_module._close()
+
+    def _wide(self) -> bool:
+        return self.normalizer_.cond_width >= self.options.wide_min_levels
+
+    def _make_generator(self, gen: torch.Generator) -> Generator:
+        cfg, norm = self.config, self.normalizer_
+        if self._wide():
+            k = self.options.cond_embed_dim
+            return Generator(cfg.embedding_dim + k, list(cfg.generator_dim), norm.width, gen,
+                             cond_embed=(norm.cond_width, k))
+        return Generator(cfg.embedding_dim + norm.cond_width, list(cfg.generator_dim), norm.width, gen)
 
     def _bounds(self, prepared: pd.DataFrame) -> dict[str, tuple[float, float]]:
         out: dict[str, tuple[float, float]] = {}
@@ -588,11 +699,15 @@ class TabularGANSynthesizer(Synthesizer):
     def _generate(self, levels: np.ndarray | None, gen: torch.Generator) -> tuple[np.ndarray, np.ndarray]:
         b = len(levels) if levels is not None else 0
         norm = self.normalizer_
-        cond = torch.zeros(b, norm.cond_width, device=self.device_)
-        if norm.cond_width:
-            cond.scatter_(1, torch.as_tensor(levels, device=self.device_).unsqueeze(1), 1.0)
         z = torch.randn(b, self.config.embedding_dim, generator=gen, device=self.device_)
-        raw = self.generator_(torch.cat([z, cond], dim=1))
+        lv = torch.as_tensor(levels, device=self.device_) if levels is not None else None
+        if self.generator_.cond_embed is not None:
+            raw = self.generator_(z, lv)
+        else:
+            cond = torch.zeros(b, norm.cond_width, device=self.device_)
+            if norm.cond_width:
+                cond.scatter_(1, lv.unsqueeze(1), 1.0)
+            raw = self.generator_(torch.cat([z, cond], dim=1))
         return SpanOps(norm, self.device_).hard_sample(raw, gen)
 
     def _draw_levels(self, b: int, rng: np.random.Generator) -> np.ndarray:
@@ -726,9 +841,7 @@ class TabularGANSynthesizer(Synthesizer):
         self.options = TabularGANOptions(**opts)
         self.normalizer_ = parts["normalizer"]
         self.device_ = torch.device(resolve_device(self.config.device))
-        norm = self.normalizer_
-        self.generator_ = Generator(self.config.embedding_dim + norm.cond_width, list(self.config.generator_dim),
-                                    norm.width, torch.Generator()).to(self.device_)
+        self.generator_ = self._make_generator(torch.Generator()).to(self.device_)
         self.generator_.load_state_dict(state["generator"])
         self.generator_.eval()
         self.sampling_counts_ = state["sampling_counts"]

@@ -23,6 +23,7 @@ every tabular backend:
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -123,8 +124,13 @@ class TablePreparer:
         return series.iloc[0]
 
     # -- backward ---------------------------------------------------------------------
-    def inverse_transform(self, prepared: pd.DataFrame, rng: np.random.Generator) -> pd.DataFrame:
-        """Prepared frame -> table with the schema's columns, order and dtypes."""
+    def inverse_transform(
+        self, prepared: pd.DataFrame, rng: np.random.Generator, protect: Iterable[str] = ()
+    ) -> pd.DataFrame:
+        """Prepared frame -> table with the schema's columns, order and dtypes.
+
+        ``protect``: columns never blanked by independent missingness (conditioned ones).
+        """
         n = len(prepared)
         out: dict[str, pd.Series] = {}
         for spec in self.schema.columns:
@@ -139,7 +145,7 @@ class TablePreparer:
         frame = pd.DataFrame(out)[self.schema.names]
         if not self.joint_missing:
             for spec in self._modelled():
-                if spec.missing_rate > 0:
+                if spec.missing_rate > 0 and spec.name not in set(protect):
                     blank = rng.random(n) < spec.missing_rate
                     frame[spec.name] = self._restore_dtype(frame[spec.name].mask(blank), spec)
         return frame
