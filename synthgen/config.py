@@ -133,17 +133,8 @@ class Params(_Section):
 
     def flat(self) -> dict[str, Any]:
         """``{"model.epochs": 300, ...}``: the form MLflow params and ``--set`` use."""
-        out: dict[str, Any] = {}
-
-        def walk(prefix: str, value: Any) -> None:
-            if isinstance(value, dict) and value and prefix.count(".") < 1:
-                for key, sub in value.items():
-                    walk(f"{prefix}.{key}" if prefix else key, sub)
-            else:
-                out[prefix] = value
-
-        walk("", self.to_dict())
-        return out
+        return {f"{section}.{key}": value
+                for section, values in self.to_dict().items() for key, value in values.items()}
 
     @property
     def out(self) -> Path:
