@@ -106,13 +106,13 @@ def _read_parquet(path: Path, what: str) -> pd.DataFrame:
 
 def _tracker_for(params: Params, layout: Layout) -> NullTracker:
     """The tracker of this pipeline run, resumed from ``tracking.json`` when present."""
-    tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
     if params.tracking.uri is not None and layout.tracking.is_file():
         info = json.loads(layout.tracking.read_text())
-        if info.get("uri") == params.tracking.uri:
-            tracker.resume(info.get("run_id"))
+        if info.get("run_id") and info.get("uri") == params.tracking.uri:
+            tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
+            tracker.resume(info["run_id"])
             return tracker
-    return tracker if tracker.run_id else NullTracker()
+    return NullTracker()
 
 
 # -- stages ------------------------------------------------------------------------------
