@@ -250,3 +250,33 @@ def test_validate_synthetic_reports_trust_metrics(penguins):
     assert {c["name"] for c in verdict["checks"] if not c["passed"]} == {"exact_copy_rate", "attribute_risk_sex"}
     with pytest.raises(ConfigError, match="sensitive"):
         validate_synthetic(train, train, schema, ValidateConfig(sensitive=["nope"]), holdout=holdout)
+
+
+def test_gate_separates_honest_copy_shuffled_and_noise(mixed):
+    """The verdict on one structured table: an independent draw (a perfect synthesizer)
+    passes; a copy fails on privacy, shuffled columns on pair trends and detection,
+    uniform noise on column shapes."""
+    schema, train, holdout, honest = mixed
+    cfg = ValidateConfig(
+        min={"quality_score": 0.6, "gx_success_rate": 0.8, "column_shapes": 0.85, "column_pair_trends": 0.85},
+        max={"exact_copy_rate": 0.05, "dcr_overfitting_share": 0.6, "mia_auc": 0.75, "detection_auc": 0.7},
+    )
+    rng = np.random.default_rng(3)
+    shuffled = train.apply(lambda col: col.to_numpy()[rng.permutation(len(col))]).astype(train.dtypes.to_dict())
+    noise = train.copy()
+    for spec in schema.columns:
+        if spec.kind in ("continuous", "integer"):
+            values = rng.uniform(spec.min, spec.max, len(train))
+            noise[spec.name] = values.round() if spec.kind == "integer" else values
+        elif spec.discrete:
+            noise[spec.name] = rng.choice(np.array(spec.categories, dtype=object), len(train))
+    noise = noise.astype(train.dtypes.to_dict())
+
+    def failed(synthetic):
+        verdict, _ = validate_synthetic(train, synthetic, schema, cfg, holdout=holdout)
+        return {c["name"] for c in verdict["checks"] if not c["passed"]}
+
+    assert failed(honest) == set()
+    assert {"exact_copy_rate", "mia_auc"} <= failed(train.copy())
+    assert {"column_pair_trends", "detection_auc"} <= failed(shuffled)
+    assert "column_shapes" in failed(noise)
