@@ -97,34 +97,25 @@ def run(params_file: str, overrides: tuple[str, ...]) -> None:
     _verdict_exit(report)
 
 
-@cli.command()
-@params_option
-@set_option
-def ingest(params_file: str, overrides: tuple[str, ...]) -> None:
-    """Read data.path, infer the schema, split off the holdout."""
-    from synthgen.pipeline import ingest_stage
+def _stage_command(name: str, summary: str) -> None:
+    """Register ``synthgen NAME``: the stage ``synthgen.pipeline.NAME_stage`` (what dvc.yaml calls)."""
 
-    _guarded(lambda: ingest_stage(_load(params_file, overrides)))
+    @cli.command(name=name, help=summary)
+    @params_option
+    @set_option
+    def command(params_file: str, overrides: tuple[str, ...]) -> None:
+        from synthgen import pipeline
 
-
-@cli.command()
-@params_option
-@set_option
-def train(params_file: str, overrides: tuple[str, ...]) -> None:
-    """Fit the synthesizer named by model.name on the train split."""
-    from synthgen.pipeline import train_stage
-
-    _guarded(lambda: train_stage(_load(params_file, overrides)))
+        stage = getattr(pipeline, f"{name}_stage")
+        _guarded(lambda: stage(_load(params_file, overrides)))
 
 
-@cli.command()
-@params_option
-@set_option
-def generate(params_file: str, overrides: tuple[str, ...]) -> None:
-    """Sample generate.rows synthetic rows from the trained model."""
-    from synthgen.pipeline import generate_stage
-
-    _guarded(lambda: generate_stage(_load(params_file, overrides)))
+for _name, _summary in {
+    "ingest": "Read data.path, infer the schema, split off the holdout.",
+    "train": "Fit the synthesizer named by model.name on the train split.",
+    "generate": "Sample generate.rows synthetic rows from the trained model.",
+}.items():
+    _stage_command(_name, _summary)
 
 
 @cli.command()

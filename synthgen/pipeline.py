@@ -252,11 +252,12 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
         frame = conform(frame[schema.names], schema)
     else:
         frame = _read_parquet(layout.synthetic, "synthetic data")
+        if not layout.generation.is_file():
+            raise ModelError(f"{layout.generation}: not found; run the generate stage first")
+        generation = json.loads(layout.generation.read_text())
     extra: dict[str, float] = {}
-    if not audit and layout.generation.is_file():
-        spent = json.loads(layout.generation.read_text()).get("privacy", {}).get("epsilon_spent")
-        if spent is not None:
-            extra["epsilon_spent"] = spent
+    if not audit and generation.get("privacy", {}).get("epsilon_spent") is not None:
+        extra["epsilon_spent"] = generation["privacy"]["epsilon_spent"]
     holdout = _read_parquet(layout.holdout, "holdout split") if layout.holdout.is_file() else None
     report, gx_result = validate_synthetic(
         train, frame, schema, params.validate_, extra_metrics=extra, holdout=holdout,
@@ -273,9 +274,7 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     tracker.log_metrics(report["metrics"])
     tracker.log_artifact(layout.validation)
     tracker.log_artifact(layout.gx_result)
-    if not layout.generation.is_file():
-        raise ModelError(f"{layout.generation}: not found; run the generate stage first")
-    manifest = json.loads(layout.generation.read_text())
+    manifest = generation
     manifest["validation"] = {
         "passed": report["passed"],
         "file": layout.validation.name,

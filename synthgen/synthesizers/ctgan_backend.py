@@ -24,23 +24,11 @@ import numpy as np
 import pandas as pd
 
 from synthgen.synthesizers.base import Synthesizer
+from synthgen.training.device import resolve_device
 from synthgen.training.callbacks import CallbackList
 from synthgen.transformers.prepare import TablePreparer
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, then ``mps``, else ``cpu``."""
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
 
 
 class CTGANSynthesizer(Synthesizer):

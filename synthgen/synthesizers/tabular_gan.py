@@ -88,7 +88,7 @@ from torch import nn
 from synthgen.config import ModelConfig
 from synthgen.errors import ConditionError, ConfigError, ModelError
 from synthgen.synthesizers.base import Synthesizer
-from synthgen.synthesizers.ctgan_backend import resolve_device
+from synthgen.training.device import resolve_device
 from synthgen.training.callbacks import CallbackList
 from synthgen.training.loop import GANLoop, LoopResult
 from synthgen.transformers.mode_normalizer import EncodedTable, ModeNormalizer
