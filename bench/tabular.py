@@ -187,6 +187,32 @@ def summarize(values: list[float]) -> str:
     return f"{statistics.mean(values):.3f} ± {sd:.3f}"
 
 
+def summarize_runs(runs: dict[str, list[dict[str, Any]]], report: dict[str, Any]) -> None:
+    """Print the per-model table and every tabular_gan setting's ratios to ctgan; fill ``report``."""
+    print(f"\n{'model':16s} {'fit s':>16s} {'preprocess s':>14s} {'peak MiB':>10s} {'quality':>16s}")
+    for name, rs in runs.items():
+        if not rs:
+            continue
+        pre = summarize([r["preprocess_s"] for r in rs if "preprocess_s" in r])
+        fit = [r["fit_s"] for r in rs]
+        print(f"{name:16s} {summarize(fit):>16s} {pre:>14s} "
+              f"{max(r['peak_rss_mib'] for r in rs):10.0f} {summarize([r['quality'] for r in rs]):>16s}"
+              f"   (median fit {statistics.median(fit):.2f} s, median quality "
+              f"{statistics.median(r['quality'] for r in rs):.3f})")
+    for key in [k for k in runs if k.startswith("tabular_gan") and "+dp" not in k]:
+        if not (runs.get("ctgan") and runs.get(key)):
+            continue
+        ratio = statistics.mean(r["fit_s"] for r in runs["ctgan"]) / statistics.mean(r["fit_s"] for r in runs[key])
+        ratio_median = (statistics.median(r["fit_s"] for r in runs["ctgan"])
+                        / statistics.median(r["fit_s"] for r in runs[key]))
+        dq = statistics.mean(r["quality"] for r in runs[key]) - statistics.mean(r["quality"] for r in runs["ctgan"])
+        report.setdefault("comparisons", {})[key] = {"speedup": ratio, "speedup_median": ratio_median, "quality_delta": dq}
+        if key == "tabular_gan":
+            report["speedup"], report["speedup_median"], report["quality_delta"] = ratio, ratio_median, dq
+        print(f"\nfit-time ratio ctgan / {key} = {ratio:.2f}x (medians {ratio_median:.2f}x; target >= 5); "
+              f"quality delta = {dq:+.3f} (target >= 0)")
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", default="data/penguins.csv")
@@ -194,7 +220,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--rows", type=int, default=None, help="subsample (or, synthetic, inflate) to N rows")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--epochs-ctgan", default="300", help="int, or comma list for a quality/time curve")
-    ap.add_argument("--epochs-tabular", type=int, default=None, help="default: tabular_gan's own default")
+    ap.add_argument("--epochs-tabular", default=None,
+                    help="int, or comma list (each compared with ctgan); default: tabular_gan's own default")
     ap.add_argument("--models", default="ctgan,tabular_gan", help="comma list; 'none' for preprocessing only")
     ap.add_argument("--set", action="append", default=[], help="tabular_gan model.* or option, key=value")
     ap.add_argument("--dp", action="store_true", help="also fit tabular_gan with DP at equal epochs")
@@ -203,9 +230,24 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--preprocess-rows", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     ap.add_argument("--json", default=None, help="write all numbers here")
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
+    ap.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                    help="only summarize the runs of earlier --json files (e.g. one process per seed)")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.merge:
+        runs = {}
+        for path in args.merge:
+            with open(path) as fh:
+                for key, rs in json.load(fh)["runs"].items():
+                    runs.setdefault(key, []).extend(rs)
+        report = {"merged": args.merge, "runs": runs}
+        summarize_runs(runs, report)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(report, fh, indent=2, default=float)
+        return report
 
     df = load_table(args.data, args.rows, seed=0, dataset=args.dataset)
     if args.dataset:
@@ -216,50 +258,40 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     df = conform(df, schema)
     models = [] if args.models == "none" else args.models.split(",")
     tg_cfg, tg_opts = parse_sets(args.set)
-    if args.epochs_tabular:
-        tg_cfg["epochs"] = args.epochs_tabular
+    tg_epochs: list[int | None] = [int(e) for e in str(args.epochs_tabular).split(",")] if args.epochs_tabular else [None]
+    tg_key = {e: ("tabular_gan" if e == tg_epochs[-1] else f"tabular_gan@{e}") for e in tg_epochs}
     print(f"table {args.data}: {len(df)} rows x {len(df.columns)} columns; torch threads {torch.get_num_threads()}")
     runs: dict[str, list[dict[str, Any]]] = {}
     for m in models:
-        for key in (ct_key.values() if m == "ctgan" else [m]):
+        for key in (ct_key.values() if m == "ctgan" else tg_key.values()):
             runs[key] = []
     if args.dp:
         runs["tabular_gan+dp"] = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for name in models:
-            for epochs in (ctgan_epochs if name == "ctgan" else [None]):
-                key = ct_key[epochs] if name == "ctgan" else name
+            for epochs in (ctgan_epochs if name == "ctgan" else tg_epochs):
+                key = ct_key[epochs] if name == "ctgan" else tg_key[epochs]
                 cfg = {"epochs": epochs, "seed": seed} if name == "ctgan" else {**tg_cfg, "seed": seed}
+                if name != "ctgan" and epochs is not None:
+                    cfg["epochs"] = epochs
                 res = fit_one(name, schema, df, cfg, tg_opts if name == "tabular_gan" else {})
                 runs[key].append(res)
                 print(f"seed {seed} {key:15s} " + " ".join(f"{k}={v:.3f}" for k, v in res.items()), flush=True)
         if args.dp:
             priv = PrivacyConfig(epsilon=args.dp_epsilon, grad_sample_mode=args.grad_sample_mode)
-            res = fit_one("tabular_gan", schema, df, {**tg_cfg, "seed": seed}, tg_opts, priv)
+            dp_cfg = {**tg_cfg, "seed": seed, **({"epochs": tg_epochs[-1]} if tg_epochs[-1] else {})}
+            res = fit_one("tabular_gan", schema, df, dp_cfg, tg_opts, priv)
             runs["tabular_gan+dp"].append(res)
             print(f"seed {seed} {'tabular_gan+dp':15s} " + " ".join(f"{k}={v:.3f}" for k, v in res.items()), flush=True)
+        if args.json:  # after every seed: a long run that is cut short keeps what it measured
+            with open(args.json, "w") as fh:
+                json.dump({"data": args.data, "partial": True, "runs": runs}, fh, indent=2, default=float)
 
     report: dict[str, Any] = {"data": args.data, "rows": len(df), "threads": torch.get_num_threads(),
                               "epochs_ctgan": ctgan_epochs, "tabular_settings": {**tg_cfg, **tg_opts},
                               "runs": runs}
     if runs and args.seeds:
-        print(f"\n{'model':16s} {'fit s':>16s} {'preprocess s':>14s} {'peak MiB':>10s} {'quality':>16s}")
-        for name, rs in runs.items():
-            if not rs:
-                continue
-            pre = summarize([r["preprocess_s"] for r in rs if "preprocess_s" in r])
-            fit = [r["fit_s"] for r in rs]
-            print(f"{name:16s} {summarize(fit):>16s} {pre:>14s} "
-                  f"{max(r['peak_rss_mib'] for r in rs):10.0f} {summarize([r['quality'] for r in rs]):>16s}"
-                  f"   (median fit {statistics.median(fit):.2f} s, median quality "
-                  f"{statistics.median(r['quality'] for r in rs):.3f})")
-        if "ctgan" in runs and "tabular_gan" in runs and runs["ctgan"] and runs["tabular_gan"]:
-            ratio = statistics.mean(r["fit_s"] for r in runs["ctgan"]) / statistics.mean(r["fit_s"] for r in runs["tabular_gan"])
-            report["speedup_median"] = (statistics.median(r["fit_s"] for r in runs["ctgan"])
-                                        / statistics.median(r["fit_s"] for r in runs["tabular_gan"]))
-            dq = statistics.mean(r["quality"] for r in runs["tabular_gan"]) - statistics.mean(r["quality"] for r in runs["ctgan"])
-            report["speedup"], report["quality_delta"] = ratio, dq
-            print(f"\nfit-time ratio ctgan / tabular_gan = {ratio:.2f}x (target >= 5); quality delta = {dq:+.3f} (target >= 0)")
+        summarize_runs(runs, report)
         if args.dp and runs.get("tabular_gan"):
             dp_ratio = statistics.mean(r["fit_s"] for r in runs["tabular_gan+dp"]) / statistics.mean(r["fit_s"] for r in runs["tabular_gan"])
             report["dp_overhead"] = dp_ratio

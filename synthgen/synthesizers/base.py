@@ -86,6 +86,7 @@ class Synthesizer(ABC):
         self.preparer_ = TablePreparer(self.schema, self.max_categories, self.joint_missing).fit(table)
         prepared = self.preparer_.transform(table)
         self.n_train_ = len(table)
+        self._resolve_config(len(prepared))
         cbs = CallbackList(callbacks)
         start = time.perf_counter()
         cbs.on_train_start(self)
@@ -159,6 +160,8 @@ class Synthesizer(ABC):
         family = REGISTRY.get(meta.get("name"))
         if family is None:
             raise ModelError(f"{meta_path}: unknown model {meta.get('name')!r}")
+        if getattr(family, "loads_itself", False):  # image_cgan: its own format
+            return family.load(directory)
         schema = TableSchema.from_dict(meta["schema"])
         model = family(
             schema,
@@ -170,6 +173,10 @@ class Synthesizer(ABC):
         model.train_seconds_ = meta["train_seconds"]
         model.preparer_ = model._load(directory)
         return model
+
+    def _resolve_config(self, n_rows: int) -> None:
+        """Settle settings that depend on the training table (called before training
+        starts, so callbacks see the final ``config``). Default: nothing to settle."""
 
     def extra_meta(self) -> dict[str, Any]:
         """Family facts worth recording beside the model (e.g. epsilon spent)."""

@@ -45,8 +45,9 @@ residual generator and a packed critic. What differs is how it is computed:
   ``max_categories=10000`` train within 4 GB resident memory.
 
 Fields of ``model`` left unset in params take this family's defaults
-(:data:`FAMILY_DEFAULTS`, chosen with ``bench/tabular.py``); the resolved values are
-what the saved config records.
+(:data:`FAMILY_DEFAULTS`, chosen with ``bench/tabular.py``); an unset ``epochs`` becomes
+a fixed budget of optimizer steps (:data:`STEP_BUDGET`), settled on the training table
+before training starts. The resolved values are what the saved config records.
 
 **Conditional sampling** is exact and bounded: with discrete conditions the generator
 is fed the conditional vector of one conditioned column per row (round-robin over the
@@ -97,8 +98,13 @@ from synthgen.transformers.prepare import MISSING_SUFFIX, TablePreparer
 log = logging.getLogger(__name__)
 
 #: Defaults of ``model.*`` for this family when params leave a field unset.
+STEP_BUDGET = 3000
+"""Optimizer steps of a fit when ``model.epochs`` is unset: ``epochs = ceil(STEP_BUDGET /
+steps_per_epoch)``, so a 300-row table and a 50k-row table get the same amount of
+training (3000 epochs of one step vs ~35 epochs of 86 steps). ``bench/tabular.py``
+chose it: see BENCHMARKS.md."""
+
 FAMILY_DEFAULTS: dict[str, Any] = {
-    "epochs": 200,  # bench/tabular.py: beats ctgan's 300-epoch quality in ~1/5 of its time
     "batch_size": 500,  # capped at the number of training rows
     "generator_dim": [128, 128],  # half CTGAN's width: ~3x cheaper steps, same quality
     "discriminator_dim": [128, 128],
@@ -555,10 +561,12 @@ class TabularGANSynthesizer(Synthesizer):
     def __init__(self, schema, config=None, privacy=None, max_categories: int = 500,
                  checkpoint_dir: str | Path | None = None):
         config = config or ModelConfig(name=self.name)
+        epochs_explicit = "epochs" in config.model_fields_set
         unset = {k: v for k, v in FAMILY_DEFAULTS.items() if k not in config.model_fields_set}
         if unset:
             config = config.model_copy(update=unset)
             config = ModelConfig(**config.model_dump())  # every field now explicitly set
+        self._epochs_explicit = epochs_explicit
         super().__init__(schema, config, privacy, max_categories, checkpoint_dir)
         self._batch_explicit = "batch_size" not in unset
         self.options = TabularGANOptions()
@@ -566,6 +574,30 @@ class TabularGANSynthesizer(Synthesizer):
             raise ConfigError(f"privacy.epsilon must be > 0, got {self.privacy.epsilon!r}")
 
     # -- fit ------------------------------------------------------------------------------------
+    def _batch_and_pac(self, n: int) -> tuple[int, int]:
+        """The batch (a multiple of pac, at most ``n`` rows) and pac of a fit on ``n`` rows."""
+        cfg = self.config
+        private = self.privacy.epsilon is not None
+        pac = 1 if private else cfg.pac
+        if self._batch_explicit and cfg.batch_size > n:
+            raise ConfigError(f"model.batch_size={cfg.batch_size} is larger than the {n} training rows")
+        batch = min(cfg.batch_size, n) // pac * pac
+        if batch < pac:
+            raise ConfigError(f"model.batch_size={cfg.batch_size} is smaller than model.pac={pac}")
+        return batch, pac
+
+    def _steps_per_epoch(self, n: int, batch: int) -> int:
+        return max(self.options.min_steps_per_epoch, n // batch)
+
+    def _resolve_config(self, n_rows: int) -> None:
+        """``model.epochs`` unset: as many epochs as :data:`STEP_BUDGET` steps take."""
+        if self._epochs_explicit:
+            return
+        batch, _ = self._batch_and_pac(n_rows)
+        epochs = math.ceil(STEP_BUDGET / self._steps_per_epoch(n_rows, batch))
+        self.config = self.config.model_copy(update={"epochs": epochs})
+        log.info("tabular_gan: %d epochs (%d steps of %d rows; model.epochs unset)", epochs, STEP_BUDGET, batch)
+
     def _fit(self, prepared: pd.DataFrame, discrete_columns: list[str], callbacks: CallbackList) -> None:
         import time
 
@@ -573,14 +605,9 @@ class TabularGANSynthesizer(Synthesizer):
         private = self.privacy.epsilon is not None
         device = torch.device(resolve_device(cfg.device))
         n = len(prepared)
-        pac = 1 if private else cfg.pac
+        batch, pac = self._batch_and_pac(n)
         if private and cfg.pac != 1:
             log.info("tabular_gan: pac=1 under differential privacy (per-row clipping)")
-        if self._batch_explicit and cfg.batch_size > n:
-            raise ConfigError(f"model.batch_size={cfg.batch_size} is larger than the {n} training rows")
-        batch = min(cfg.batch_size, n) // pac * pac
-        if batch < pac:
-            raise ConfigError(f"model.batch_size={cfg.batch_size} is smaller than model.pac={pac}")
         tick = time.perf_counter()
         seed = cfg.seed
         self.gen_ = torch.Generator(device=device).manual_seed(seed)
@@ -592,7 +619,7 @@ class TabularGANSynthesizer(Synthesizer):
         encoded = self.normalizer_.transform(prepared, np_rng)
         self.preprocess_seconds_ = time.perf_counter() - tick
         ops = SpanOps(self.normalizer_, device)
-        steps = max(opts.min_steps_per_epoch, n // batch)
+        steps = self._steps_per_epoch(n, batch)
         priv = None
         level_counts = None
         codes = encoded.hot[:, self.normalizer_.n_continuous :] - self.normalizer_.disc_start

@@ -55,13 +55,22 @@ class History(Callback):
 
 
 class ProgressLog(Callback):
-    """One log line every ``every`` epochs (and the last), with elapsed time."""
+    """One log line every ``every`` epochs (and the last), with elapsed time.
 
-    def __init__(self, total_epochs: int, every: int | None = None):
+    Args:
+        total_epochs: epochs of the run; default ``None``: the model's resolved
+            ``config.epochs`` when training starts.
+        every: epochs between lines; default a tenth of the run.
+    """
+
+    def __init__(self, total_epochs: int | None = None, every: int | None = None):
         self.total = total_epochs
-        self.every = every or max(1, total_epochs // 10)
+        self._every = every
 
     def on_train_start(self, model: Any) -> None:
+        if self.total is None:
+            self.total = int(getattr(getattr(model, "config", None), "epochs", 0) or 0) or None
+        self.every = self._every or max(1, (self.total or 10) // 10)
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
@@ -69,4 +78,4 @@ class ProgressLog(Callback):
         if done % self.every == 0 or done == self.total:
             figures = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
             elapsed = time.perf_counter() - getattr(self, "_start", time.perf_counter())
-            log.info("epoch %d/%d %s (%.1fs)", done, self.total, figures, elapsed)
+            log.info("epoch %d/%s %s (%.1fs)", done, self.total or "?", figures, elapsed)
