@@ -5,6 +5,7 @@ Public API::
     import synthgen
     model = synthgen.load("outputs/demo/model")
     frame = model.sample(100, conditions={"species": "Adelie"}, seed=0)
+    dataset = synthgen.load_dataset("outputs/demo/published")  # .data, .manifest, .datasheet
 
 Heavy modules (torch, the synthesizers) load on first use, so ``import synthgen``
 and ``synthgen --help`` stay fast.
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from synthgen.consume import SyntheticDataset
     from synthgen.synthesizers.base import Synthesizer
 
 
@@ -27,4 +29,15 @@ def load(directory: Any) -> Synthesizer:
     return Synthesizer.load(directory)
 
 
-__all__ = ["__version__", "load"]
+def load_dataset(path: Any, allow_failed: bool = False) -> SyntheticDataset:
+    """Load a published synthetic dataset with its manifest (see :func:`synthgen.consume.load_dataset`).
+
+    ``path`` is a ``published/`` directory, a run's ``output.dir`` or its ``manifest.json``;
+    data whose verdict failed is refused unless ``allow_failed=True`` (default ``False``).
+    """
+    from synthgen.consume import load_dataset as _load_dataset
+
+    return _load_dataset(path, allow_failed=allow_failed)
+
+
+__all__ = ["__version__", "load", "load_dataset"]

@@ -1,9 +1,9 @@
 """The ``synthgen`` command line.
 
 ``synthgen run`` runs the whole pipeline; ``ingest``, ``train``, ``generate`` and
-``validate`` are the stages that ``dvc.yaml`` calls. Exit codes: 0 success, 1 the
-validation verdict failed its thresholds, 2 bad input or config (one line on stderr
-naming the file, column or key at fault).
+``validate`` are the stages that ``dvc.yaml`` calls, as is ``augment`` (after train).
+Exit codes: 0 success, 1 the validation verdict failed its thresholds, 2 bad input or
+config (one line on stderr naming the file, column or key at fault).
 """
 
 from __future__ import annotations
@@ -131,6 +131,41 @@ def validate(params_file: str, overrides: tuple[str, ...], synthetic: str | None
 
     report = _guarded(lambda: validate_stage(_load(params_file, overrides), synthetic, out))
     _verdict_exit(report)
+
+
+@cli.command()
+@params_option
+@set_option
+def augment(params_file: str, overrides: tuple[str, ...]) -> None:
+    """Add conditional synthetic rows of data.target to the train split; measure the benefit."""
+    from synthgen.augment import augment_stage
+
+    manifest = _guarded(lambda: augment_stage(_load(params_file, overrides)))
+    added = ", ".join(f"{c} {v['before']}->{v['after']}" for c, v in manifest["classes"].items())
+    click.echo(f"augment: {manifest['rows']['synthetic']} synthetic rows added ({added})")
+    lift = manifest["benefit"].get("balanced_accuracy")
+    if lift and lift["mean"] is not None:
+        click.echo(f"augment: balanced-accuracy lift {lift['mean']:+.4f} "
+                   f"(sd {lift['sd']:.4f}, min {lift['min']:+.4f}, max {lift['max']:+.4f}, {lift['n']} repeats)")
+
+
+@cli.command()
+@click.option("--model", "model_ref", required=True, metavar="DIR_OR_URI",
+              help="A saved model directory, or models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model.")
+@click.option("--rows", type=int, required=True, help="Number of rows to draw (at least 1).")
+@click.option("--where", multiple=True, metavar="COL=VALUE",
+              help="Every row meets it: species=Adelie, bill_depth_mm=15..18 (repeatable).")
+@click.option("--seed", type=int, default=None, help="Seed of the draw (default: fresh randomness).")
+@click.option("--out", required=True, type=click.Path(), help="Output file, .csv or .parquet.")
+@click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
+              help="MLflow store for models:/ and runs:/ URIs.")
+def sample(model_ref: str, rows: int, where: tuple[str, ...], seed: int | None, out: str,
+           tracking_uri: str | None) -> None:
+    """Draw synthetic rows from a trained generator into a CSV or Parquet file."""
+    from synthgen.consume import sample_to_file
+
+    frame = _guarded(lambda: sample_to_file(model_ref, rows, out, where=where, seed=seed, tracking_uri=tracking_uri))
+    click.echo(f"sample: {len(frame)} rows -> {out}")
 
 
 def main() -> None:

@@ -1,7 +1,7 @@
 """Typed configuration: one model per ``params.yaml`` section, validated once at the edge.
 
 ``params.yaml`` has one section per pipeline stage (``data`` for ingest, ``model`` and
-``privacy`` for train, ``generate``, ``validate``) plus the shared ``tracking`` and
+``privacy`` for train, ``generate``, ``validate``, ``augment``) plus the shared ``tracking`` and
 ``output`` sections. Unknown keys are errors, never silently ignored.
 
 Example::
@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthgen.errors import ConfigError
 
@@ -41,6 +41,16 @@ class DataConfig(_Section):
     columns: dict[str, ColumnKind] = {}  # overrides of inferred column kinds
     max_categories: int = Field(500, ge=2)  # rarer levels are pooled while training
     public_bounds: bool = True  # category sets and ranges are treated as public (see privacy)
+    # kind: image only (see synthgen/data/images.py)
+    image_size: int = 32  # every image is resized to image_size x image_size (a power of two, 8-256)
+    channels: Literal[1, 3] | None = None  # 1 grayscale, 3 RGB; null: 1 when every image is grayscale
+
+    @field_validator("image_size")
+    @classmethod
+    def _power_of_two(cls, size: int) -> int:
+        if size < 8 or size > 256 or size & (size - 1):
+            raise ValueError(f"must be a power of two from 8 to 256, got {size}")
+        return size
 
 
 class ModelConfig(_Section):
@@ -57,6 +67,14 @@ class ModelConfig(_Section):
     pac: int = Field(10, ge=1)  # rows the critic judges together
     lr: float = Field(2e-4, gt=0)
     checkpoint_every: int = Field(0, ge=0)  # epochs between checkpoints; 0 = none
+    # image_cgan only (see synthgen/synthesizers/image_cgan.py, synthgen/augmentation.py)
+    augment: Literal["none", "diffaugment", "ada"] = "ada"  # augmentation at the discriminator input
+    ada_target: float = Field(0.6, gt=0, lt=1)  # ADA: target of r_t = E[sign(D(real))]
+    ada_kimg: float = Field(20.0, gt=0)  # ADA: p can move 1.0 per this many thousand real images (paper: 500)
+    ada_interval: int = Field(4, ge=1)  # ADA: adjust p every this many steps
+    ema: float = Field(0.999, ge=0, lt=1)  # decay of the generator EMA used for sampling; 0 = off
+    r1_gamma: float = Field(0.0, ge=0)  # R1 penalty weight on non-augmented reals; 0 = off
+    sample_every: int = Field(0, ge=0)  # epochs between sample grids logged to MLflow; 0 = last epoch only
 
     @field_validator("name")
     @classmethod
@@ -101,11 +119,39 @@ class ValidateConfig(_Section):
     privacy_filter: float | None = Field(None, ge=0, le=1)  # drop synthetic rows with DCR to train below this
 
 
+class AugmentConfig(_Section):
+    """``augment``: grow the real train split with conditional synthetic rows of ``data.target``.
+
+    ``rebalance`` lifts every class to ``ratio`` x the majority class count; ``enlarge``
+    adds ``factor - 1`` times the train split, stratified by class. The benefit is measured
+    over ``seeds`` repeats against the untouched holdout (see synthgen/augment.py).
+    """
+
+    mode: Literal["rebalance", "enlarge"] = "rebalance"  # how many synthetic rows per class
+    ratio: float = Field(1.0, gt=0, le=10)  # rebalance: each class up to round(ratio x majority count)
+    factor: float = Field(2.0, ge=1, le=100)  # enlarge: augmented rows = round(factor x labelled train rows)
+    seed: int = 0  # seed of the written synthetic draw; benefit repeat i uses seed + i
+    seeds: int = Field(5, ge=1, le=100)  # benefit repeats (synthetic draw and downstream model vary)
+    benefit: bool = True  # measure real-only vs real+synthetic downstream models on the holdout
+    models: list[Literal["logistic", "random_forest", "hist_gbm"]] = Field(
+        ["logistic", "random_forest"], min_length=1)  # downstream scikit-learn classifiers
+    minority: str | None = None  # class whose recall is reported; null: the rarest train class
+
+
 class TrackingConfig(_Section):
     """``tracking``: where MLflow runs go; set ``uri`` to a team server to share."""
 
     uri: str | None = "sqlite:///mlflow.db"  # null disables tracking
     experiment: str = "synthgen"
+    registered_model: str | None = None  # registry name of the pyfunc generator; null: not logged as a model
+    model_alias: str = "candidate"  # alias the train stage sets on each new version
+    champion_alias: str | None = "champion"  # alias validate moves to a version whose verdict passed; null: never
+
+    @model_validator(mode="after")
+    def _registry_needs_store(self) -> TrackingConfig:
+        if self.registered_model is not None and self.uri is None:
+            raise ValueError("registered_model needs a tracking uri (tracking.uri is null)")
+        return self
 
 
 class OutputConfig(_Section):
@@ -122,6 +168,7 @@ class Params(_Section):
     privacy: PrivacyConfig = PrivacyConfig()
     generate: GenerateConfig = GenerateConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")
+    augment: AugmentConfig = AugmentConfig()
     tracking: TrackingConfig = TrackingConfig()
     output: OutputConfig = OutputConfig()
 

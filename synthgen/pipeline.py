@@ -23,6 +23,7 @@ import pandas as pd
 from synthgen import __version__
 from synthgen.config import Params
 from synthgen.data.schema import TableSchema
+from synthgen.datasheet import KEY_METRICS, render_datasheet
 from synthgen.errors import ConfigError, DataError, ModelError
 from synthgen.io import atomic_path, file_hash, params_hash, write_json, write_parquet, write_text
 from synthgen.tracking import NullTracker, make_tracker
@@ -93,6 +94,10 @@ class Layout:
         return self.root / "report.html"
 
     @property
+    def datasheet(self) -> Path:
+        return self.root / "DATASHEET.md"
+
+    @property
     def published(self) -> Path:
         """The consumer-facing copy: only data whose verdict passed ever lands here."""
         return self.root / "published"
@@ -115,13 +120,28 @@ def _tracker_for(params: Params, layout: Layout) -> NullTracker:
     return NullTracker()
 
 
+def _model_meta(layout: Layout) -> dict[str, Any]:
+    """The saved synthesizer's own record (effective config, epochs run), or ``{}``."""
+    from synthgen.synthesizers.base import META_FILE
+
+    path = layout.model / META_FILE
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _images():
+    """The stages of ``data.kind: image`` (:mod:`synthgen.images_pipeline`)."""
+    from synthgen import images_pipeline
+
+    return images_pipeline
+
+
 # -- stages ------------------------------------------------------------------------------
 def ingest_stage(params: Params) -> dict[str, Any]:
     """Read ``data.path``, infer and save the schema, write the train and holdout splits."""
     from synthgen.data.ingest import ingest
 
-    if params.data.kind != "tabular":
-        raise ConfigError(f"data.kind: {params.data.kind!r} is not supported yet; use tabular")
+    if params.data.kind == "image":
+        return _images().ingest_stage(params)
     layout = Layout(params.out)
     schema, train, holdout = ingest(params.data)
     write_parquet(layout.train, train)
@@ -137,6 +157,10 @@ def train_stage(params: Params) -> dict[str, Any]:
     from synthgen.synthesizers import REGISTRY
     from synthgen.training.callbacks import History, ProgressLog
 
+    if params.data.kind == "image":
+        return _images().train_stage(params)
+    if getattr(REGISTRY[params.model.name], "data_kind", "tabular") != "tabular":
+        raise ConfigError(f"model.name: {params.model.name!r} models images; set data.kind: image")
     layout = Layout(params.out)
     schema = TableSchema.load(layout.schema)
     train = _read_parquet(layout.train, "train split")
@@ -157,14 +181,20 @@ def train_stage(params: Params) -> dict[str, Any]:
         tags={"synthgen.version": __version__, "synthgen.model": params.model.name},
     )
     write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id})
-    tracker.log_params(params.flat())
     tracker.log_artifact(layout.schema)
     history = History()
+
+    def log_params() -> None:  # after fit: families settle some settings (epochs) on the data
+        resolved = {f"model.{k}": v for k, v in synthesizer.config.model_dump().items()}
+        tracker.log_params({**params.flat(), **resolved})
+
     try:
-        synthesizer.fit(train, callbacks=[history, ProgressLog(params.model.epochs), tracker.callback()])
+        synthesizer.fit(train, callbacks=[history, ProgressLog(), tracker.callback()])
     except BaseException:
+        log_params()
         tracker.end("FAILED")
         raise
+    log_params()
     synthesizer.save(layout.model)
     write_json(layout.model / "params.json", params.to_dict())
     losses = pd.DataFrame(history.rows)
@@ -176,6 +206,10 @@ def train_stage(params: Params) -> dict[str, Any]:
         figure = plot_losses(losses, layout.root / "loss_curve.png")
         tracker.log_artifact(figure, "plots")
     tracker.log_artifact(layout.model)
+    if params.tracking.registered_model:
+        generator = tracker.log_generator(layout.model, params.tracking.registered_model, params.tracking.model_alias)
+        write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id, "generator": generator})
+        summary["generator"] = generator
     log.info("train: %s fitted in %.1fs", params.model.name, synthesizer.train_seconds_)
     return summary
 
@@ -184,6 +218,8 @@ def generate_stage(params: Params) -> dict[str, Any]:
     """Sample ``generate.rows`` rows from the saved model into ``synthetic.parquet``."""
     import synthgen
 
+    if params.data.kind == "image":
+        return _images().generate_stage(params)
     layout = Layout(params.out)
     model = synthgen.load(layout.model)
     rows = params.generate.rows or model.n_train_
@@ -200,7 +236,10 @@ def generate_stage(params: Params) -> dict[str, Any]:
                  dropped, rows, params.validate_.privacy_filter)
     write_parquet(layout.synthetic, frame)
     tracker = _tracker_for(params, layout)
+    generator = json.loads(layout.tracking.read_text()).get("generator") if layout.tracking.is_file() else None
     generation = {
+        "kind": params.data.kind,
+        "synthetic": layout.synthetic.name,
         "rows": len(frame),
         "columns": list(frame.columns),
         "schema": layout.schema.name,
@@ -215,6 +254,7 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "synthetic_hash": file_hash(layout.synthetic),
         "mlflow_run_id": tracker.run_id,
         "tracking_uri": params.tracking.uri,
+        "generator": generator,
         "train_seconds": model.train_seconds_,
         "privacy": {"epsilon": params.privacy.epsilon, **model.extra_meta()},
         "synthgen_version": __version__,
@@ -236,6 +276,8 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     from synthgen.reporting import build_report
     from synthgen.validation.verdict import validate_synthetic
 
+    if params.data.kind == "image":
+        return _images().validate_stage(params, synthetic, out)
     layout = Layout(params.out)
     schema = TableSchema.load(layout.schema)
     train = _read_parquet(layout.train, "train split")
@@ -280,15 +322,21 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
         "file": layout.validation.name,
         "failed_checks": [c["name"] for c in report["checks"] if not c["passed"]],
         **{k: report["metrics"][k] for k in ("quality_score",) if k in report["metrics"]},
+        "key_metrics": {k: report["metrics"][k] for k in KEY_METRICS if k in report["metrics"]},
     }
     write_json(layout.manifest, manifest)
+    write_text(layout.datasheet, render_datasheet(manifest, schema, _model_meta(layout), report))
     losses = pd.read_csv(layout.losses) if layout.losses.is_file() else None
     write_text(layout.report, build_report(train, frame, schema, report, losses))
     if report["passed"]:
         publish(layout)
     tracker.log_artifact(layout.manifest)
+    tracker.log_artifact(layout.datasheet)
     tracker.log_artifact(layout.report)
     tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})
+    registered = manifest.get("generator") or {}
+    if report["passed"] and registered.get("version") and params.tracking.champion_alias:
+        tracker.set_model_alias(registered["registered_model"], registered["version"], params.tracking.champion_alias)
     tracker.end("FINISHED")
     log.info("validate: %s (quality_score=%.3f)", "passed" if report["passed"] else "FAILED",
              report["metrics"].get("quality_score") or float("nan"))
@@ -296,7 +344,7 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
 
 
 def publish(layout: Layout) -> Path:
-    """Copy the synthetic data, manifest and report to ``published/`` (replaced atomically).
+    """Copy the synthetic data, manifest, datasheet and report to ``published/`` (replaced atomically).
 
     Called only for a passing verdict; a rejected run leaves the last passing
     publication in place and is tagged ``synthgen.verdict=rejected`` in MLflow.
@@ -305,7 +353,7 @@ def publish(layout: Layout) -> Path:
 
     with atomic_path(layout.published) as tmp:
         tmp.mkdir()
-        for source in (layout.synthetic, layout.manifest, layout.report):
+        for source in (layout.synthetic, layout.manifest, layout.datasheet, layout.report):
             shutil.copy2(source, tmp / source.name)
     log.info("published -> %s", layout.published)
     return layout.published

@@ -52,6 +52,7 @@ def tiny_params(tmp_path: Path, mlflow_uri: str | None, **sections) -> dict:
         "generate": {"rows": 150},
         "validate": {"min": {"quality_score": 0.1, "gx_success_rate": 0.0}},
         "tracking": {"uri": mlflow_uri},
+        "augment": {"seeds": 2},  # benefit repeats: 2 keep the dvc augment stage fast
         "output": {"dir": str(tmp_path / "out")},
     }
     for name, values in sections.items():

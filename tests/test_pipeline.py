@@ -78,7 +78,8 @@ def test_report_shows_plots_and_verdict(finished_run):
 def test_passing_run_is_published(finished_run):
     tmp, _, _ = finished_run
     published = tmp / "out" / "published"
-    assert sorted(p.name for p in published.iterdir()) == ["manifest.json", "report.html", "synthetic.parquet"]
+    assert sorted(p.name for p in published.iterdir()) == [
+        "DATASHEET.md", "manifest.json", "report.html", "synthetic.parquet"]
 
 def test_failing_thresholds_exit_1(finished_run):
     tmp, _, _ = finished_run

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 from synthgen.synthesizers.base import Synthesizer
 from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer
+from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
 from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 
-REGISTRY: dict[str, type[Synthesizer]] = {
+# Tabular families subclass Synthesizer; image_cgan (data.kind: image) has the same method
+# names but its own data type, and loads itself (``loads_itself``).
+REGISTRY: dict[str, type] = {
     CTGANSynthesizer.name: CTGANSynthesizer,
     TabularGANSynthesizer.name: TabularGANSynthesizer,
+    ImageCGANSynthesizer.name: ImageCGANSynthesizer,
 }
 
 __all__ = ["REGISTRY", "Synthesizer"]

@@ -9,13 +9,17 @@ method per phase (as in StyleGAN2-ADA's ``training/loss.py``)::
         def generator_loss(self, step: int) -> tuple[Tensor, dict[str, Tensor]]: ...
 
 ``critic_loss`` returns a scalar, or - under differential privacy - a per-sample
-vector that the privacy object back-propagates (per-sample clipping needs it). Logged
+vector that the privacy object back-propagates (per-sample clipping needs it). A loss
+object may also define ``after_step(step)``, called after each generator update, for
+per-step work outside the two optimizers (the image family's ADA ``p`` update and
+generator EMA). Logged
 values are detached tensors; they are averaged per epoch and read back once per epoch
 (one device sync), then passed to the callbacks with ``epoch_seconds`` and, under DP,
 ``epsilon``.
 
 Checkpoints (``checkpoint_every`` epochs, and the last epoch) hold the networks, the
-optimizers, every random generator's state, the privacy accountant and the history;
+optimizers, every random generator's state, the privacy accountant, the history and the
+state of any ``extra_modules`` (e.g. an EMA generator, an augmentation ``p`` buffer);
 they are written to a temporary file and renamed, so a kill never leaves a torn one.
 :meth:`GANLoop.run` resumes from the latest checkpoint in ``checkpoint_dir`` whose
 ``fingerprint`` matches (same data and settings) and, on CPU, continues exactly as the
@@ -82,6 +86,8 @@ class GANLoop:
         fingerprint: identifies data and settings; checkpoints of another fingerprint
             are ignored.
         keep: checkpoints kept on disk. Default 2.
+        extra_modules: further modules whose ``state_dict`` is checkpointed and restored
+            on resume (buffers included). Default none.
     """
 
     def __init__(
@@ -101,6 +107,7 @@ class GANLoop:
         privacy: Any = None,
         fingerprint: str = "",
         keep: int = 2,
+        extra_modules: dict[str, nn.Module] | None = None,
     ):
         self.loss = loss
         self.generator, self.critic = generator, critic
@@ -113,6 +120,8 @@ class GANLoop:
         self.privacy = privacy
         self.fingerprint = fingerprint
         self.keep = keep
+        self.extra_modules = extra_modules or {}
+        self._after_step = getattr(loss, "after_step", None)
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> LoopResult:
@@ -131,6 +140,8 @@ class GANLoop:
                 step = epoch * self.steps_per_epoch + i
                 self._add(sums, self._critic_update(step))
                 self._add(sums, self._generator_update(step))
+                if self._after_step is not None:
+                    self._after_step(step)
             logs = {k: float(v) / self.steps_per_epoch for k, v in sums.items()}
             logs["epoch_seconds"] = time.perf_counter() - tick
             if self.privacy is not None:
@@ -200,6 +211,7 @@ class GANLoop:
             "opt_d": self.opt_d.state_dict(),
             "rngs": rng_states,
             "privacy": self.privacy.state_dict() if self.privacy is not None else None,
+            "extra": {name: m.state_dict() for name, m in self.extra_modules.items()},
         }
 
     def save_checkpoint(self, result: LoopResult) -> Path:
@@ -242,6 +254,8 @@ class GANLoop:
                     gen.bit_generator.state = st
             if self.privacy is not None and state["privacy"] is not None:
                 self.privacy.load_state_dict(state["privacy"])
+            for name, module in self.extra_modules.items():
+                module.load_state_dict(state.get("extra", {})[name])
             result.history = list(state["history"])
             result.stopped_early = bool(state.get("stopped_early", False))
             log.info("resumed from %s (epoch %d)", path, state["epoch"])

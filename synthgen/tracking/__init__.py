@@ -1,9 +1,11 @@
-"""The tracking layer: the only module of the library that touches MLflow.
+"""The tracking layer: the only package of the library that touches MLflow.
 
 Stages talk to a :class:`Tracker`; training reaches it through :class:`TrackingCallback`.
 Runs are addressed by id through ``MlflowClient`` (never the thread-local "active run"),
 so the same code works from the CLI, from DVC stages in separate processes and from
 Prefect tasks on worker threads. ``tracking.uri: null`` gives a :class:`NullTracker`.
+:mod:`synthgen.tracking.pyfunc` wraps a saved synthesizer as an MLflow pyfunc model
+(logged, registered under ``tracking.registered_model`` and aliased).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from synthgen.training.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
-for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1"}.items():
+for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
+                     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
     os.environ.setdefault(_key, _value)
 
 
@@ -45,6 +48,12 @@ class NullTracker:
 
     def callback(self) -> Callback:
         return Callback()
+
+    def log_generator(self, model_dir: str | Path, registered_model: str | None = None,
+                      alias: str | None = None) -> dict[str, Any]:
+        return {}
+
+    def set_model_alias(self, name: str, version: str, alias: str) -> None: ...
 
 
 class MlflowTracker(NullTracker):
@@ -137,6 +146,34 @@ class MlflowTracker(NullTracker):
 
     def callback(self) -> Callback:
         return TrackingCallback(self)
+
+    def log_generator(self, model_dir: str | Path, registered_model: str | None = None,
+                      alias: str | None = None) -> dict[str, Any]:
+        """Log the synthesizer in ``model_dir`` as a pyfunc model of this run; register it.
+
+        Args:
+            model_dir: a directory written by ``Synthesizer.save``.
+            registered_model: registry name; default ``None`` (logged, not registered).
+            alias: alias set on the new version (e.g. ``"candidate"``); default ``None``.
+
+        Returns:
+            ``{"model_id", "model_uri"}`` plus ``"registered_model"``, ``"version"`` and
+            ``"alias"`` when registered.
+        """
+        from synthgen.tracking.pyfunc import log_generator, register_generator
+
+        model_id = log_generator(self.client, self.run_id, model_dir)
+        info: dict[str, Any] = {"model_id": model_id, "model_uri": f"models:/{model_id}"}
+        if registered_model:
+            version = register_generator(self.client, registered_model, model_id, self.run_id, alias)
+            info.update(registered_model=registered_model, version=version, alias=alias)
+            log.info("registered %s version %s%s", registered_model, version, f" as @{alias}" if alias else "")
+        return info
+
+    def set_model_alias(self, name: str, version: str, alias: str) -> None:
+        """Point ``models:/NAME@ALIAS`` at ``version`` (moved from any earlier version)."""
+        self.client.set_registered_model_alias(name, alias, version)
+        self.client.set_model_version_tag(name, version, f"synthgen.{alias}", "true")
 
 
 class TrackingCallback(Callback):

@@ -1,0 +1,86 @@
+"""Data for the augmentation benchmark (BENCHMARKS.md, "Augmentation benefit").
+
+The measurement itself is the augment flow (``pipelines/augment_flow.py``); this script
+only writes the second, derived table it runs on:
+
+``--breast-cancer PATH`` writes an *imbalanced derivative* of scikit-learn's bundled
+Wisconsin Diagnostic Breast Cancer data (569 rows, 30 numeric features; UCI ML
+repository, CC BY 4.0; shipped with scikit-learn, BSD-3-Clause): all 357 benign rows
+and a seeded subsample of ``--malignant`` (default 40) of the 212 malignant rows, so
+the minority class is about 10%. The target column is ``diagnosis``
+(``benign`` / ``malignant``). Nothing is downloaded.
+
+``--table BENEFIT_JSON`` prints the per-model summary of an augment run's
+``augment/benefit.json`` as a Markdown table (the form BENCHMARKS.md quotes).
+
+Examples::
+
+    .venv/bin/python bench/augment.py --breast-cancer /tmp/bc_imbalanced.csv --malignant 40 --seed 0
+    .venv/bin/python bench/augment.py --table outputs/augment-penguins/augment/benefit.json
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+
+
+def breast_cancer_imbalanced(malignant: int = 40, seed: int = 0) -> pd.DataFrame:
+    """All benign rows plus ``malignant`` seeded malignant rows, in the original order."""
+    from sklearn.datasets import load_breast_cancer
+
+    data = load_breast_cancer(as_frame=True)
+    frame = data.frame.rename(columns=lambda c: c.replace(" ", "_"))
+    frame["diagnosis"] = np.where(frame.pop("target") == 1, "benign", "malignant")
+    rng = np.random.default_rng(seed)
+    sick = np.flatnonzero(frame["diagnosis"] == "malignant")
+    keep = np.sort(np.concatenate([np.flatnonzero(frame["diagnosis"] == "benign"),
+                                   rng.choice(sick, malignant, replace=False)]))
+    return frame.iloc[keep].reset_index(drop=True)
+
+
+def markdown_table(benefit: dict) -> str:
+    """Per model and metric: each arm's mean ± sd, and the lift's mean ± sd [min, max]."""
+    def pm(s: dict) -> str:
+        return f"{s['mean']:.3f} ± {s['sd']:.3f}"
+
+    lines = ["| model | metric | real | augmented | reweighted | lift (aug − real) mean ± sd [min, max] |"
+             " aug − reweighted |", "|---|---|---|---|---|---|---|"]
+    for model, metrics in benefit["models"].items():
+        for metric, s in metrics.items():
+            lift = s["lift"]
+            lines.append(f"| {model} | {metric} | {pm(s['real'])} | {pm(s['augmented'])} | {pm(s['reweighted'])} "
+                         f"| {lift['mean']:+.3f} ± {lift['sd']:.3f} [{lift['min']:+.3f}, {lift['max']:+.3f}] "
+                         f"| {s['lift_vs_reweighted']['mean']:+.3f} |")
+    for metric, s in benefit["overall"].items():
+        lift = s["lift"]
+        lines.append(f"| mean of models | {metric} | | | | {lift['mean']:+.3f} ± {lift['sd']:.3f} "
+                     f"[{lift['min']:+.3f}, {lift['max']:+.3f}] | |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--breast-cancer", metavar="PATH", help="CSV to write")
+    parser.add_argument("--table", metavar="BENEFIT_JSON", help="print benefit.json as a Markdown table")
+    parser.add_argument("--malignant", type=int, default=40, help="malignant rows kept (default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    args = parser.parse_args()
+    if args.table:
+        import json
+        from pathlib import Path
+
+        print(markdown_table(json.loads(Path(args.table).read_text())))
+    if not args.breast_cancer:
+        return
+    frame = breast_cancer_imbalanced(args.malignant, args.seed)
+    frame.to_csv(args.breast_cancer, index=False)
+    counts = frame["diagnosis"].value_counts()
+    print(f"{args.breast_cancer}: {len(frame)} rows; {counts.to_dict()}; "
+          f"minority {counts.min() / len(frame):.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,169 @@
+"""``DATASHEET.md``: what a synthetic dataset is, how it was made, what it may be used for.
+
+Written by the validate stage beside ``manifest.json`` and published with the data, in
+the spirit of "Datasheets for Datasets" (Gebru et al.): source, schema, model, privacy,
+the verdict with its key figures, intended use and known limits. Everything in it is
+read from the run's own records (manifest, schema, validation report, the saved
+model's ``synthesizer.json``); nothing is claimed that the run did not measure.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from synthgen.data.schema import TableSchema
+
+# the figures a consumer should see first (also copied into manifest["validation"]["key_metrics"])
+KEY_METRICS = ("quality_score", "detection_auc", "tstr_ratio", "exact_copy_rate", "dcr_overfitting_share", "mia_auc")
+_MEANING = {
+    "quality_score": "mean of column-shape and pair-trend similarity (1 is ideal)",
+    "detection_auc": "AUC of classifiers telling real from synthetic rows (0.5 is ideal)",
+    "tstr_ratio": "score of a model trained on synthetic / trained on real, tested on the real holdout",
+    "exact_copy_rate": "share of synthetic rows identical to a training row",
+    "dcr_overfitting_share": "share of synthetic rows closer to train than to holdout rows (0.5 is ideal)",
+    "mia_auc": "AUC of a membership-inference attack (0.5 is ideal)",
+}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:.4g}"
+    return str(value)
+
+
+def _cell(text: Any) -> str:
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _column_row(spec: Any) -> str:
+    if spec.categories:
+        shown = ", ".join(map(str, spec.categories[:6])) + (f" (+{len(spec.categories) - 6})" if len(spec.categories) > 6 else "")
+    elif spec.min is not None and spec.max is not None:
+        shown = f"{_fmt(spec.min)} .. {_fmt(spec.max)}"
+    else:
+        shown = ""
+    return f"| {_cell(spec.name)} | {spec.kind} | {spec.dtype} | {spec.missing_rate:.1%} | {_cell(shown)} |"
+
+
+def _privacy_lines(manifest: dict[str, Any]) -> tuple[list[str], bool]:
+    privacy = manifest.get("privacy") or {}
+    epsilon = privacy.get("epsilon")
+    if epsilon is None:
+        return ["**No differential privacy.** The model was trained on the real rows without a formal "
+                "privacy guarantee; the privacy figures below are measurements on this draw, not a bound."], False
+    spent = privacy.get("epsilon_spent")
+    lines = [f"**Differential privacy (DP-SGD on the critic):** epsilon budget {_fmt(epsilon)}, "
+             f"spent {_fmt(spent)}, delta {_fmt(privacy.get('delta'))}."]
+    lines.append("Declared public and not protected by the budget: category sets, numeric ranges and the "
+                 "row count; the choice of the most frequent levels of wide categorical columns.")
+    return lines, True
+
+
+def render_datasheet(
+    manifest: dict[str, Any],
+    schema: TableSchema,
+    model_meta: dict[str, Any],
+    report: dict[str, Any],
+) -> str:
+    """The Markdown datasheet of one validated synthetic dataset.
+
+    Args:
+        manifest: the run's manifest (``generation.json`` plus ``validation``).
+        schema: the real table's schema from ingest.
+        model_meta: the saved model's ``synthesizer.json`` (``{}`` when unknown).
+        report: the validation report (``metrics`` and ``checks``).
+    """
+    verdict = manifest.get("validation") or {}
+    passed = bool(verdict.get("passed"))
+    config = model_meta.get("config") or {}
+    extra = model_meta.get("extra") or {}
+    n_train = model_meta.get("n_train")
+    family = manifest.get("model") or model_meta.get("name", "?")
+    epochs = config.get("epochs")
+    epochs_run = extra.get("epochs_run", epochs)
+    checks = {c["name"]: c for c in report.get("checks", [])}
+    metrics = report.get("metrics", {})
+    privacy_lines, dp = _privacy_lines(manifest)
+    generator = manifest.get("generator") or {}
+
+    out = [f"# Datasheet: synthetic data from `{manifest.get('source_data', '?')}`", ""]
+    status = "PASSED" if passed else f"REJECTED (failed: {', '.join(verdict.get('failed_checks') or []) or '?'})"
+    out += [f"**Verdict: {status}.** {manifest.get('rows', '?')} synthetic rows in `{manifest.get('synthetic', 'synthetic.parquet')}` "
+            f"(sha256 `{manifest.get('synthetic_hash', '?')}`), made by synthgen {manifest.get('synthgen_version', '?')}.", ""]
+
+    out += ["## Source", "",
+            f"- file: `{manifest.get('source_data', '?')}`",
+            f"- sha256: `{manifest.get('source_data_hash') or 'unknown'}`",
+            f"- rows used for training: {n_train if n_train is not None else '?'}; a holdout split of the file "
+            "was never trained on and serves only for scoring", ""]
+
+    out += ["## Schema", "", "| column | kind | dtype | missing | levels / range |", "| --- | --- | --- | --- | --- |"]
+    out += [_column_row(spec) for spec in schema.columns]
+    if schema.target:
+        out += ["", f"Target column (utility metrics, stratified split): `{schema.target}`."]
+    out.append("")
+
+    out += ["## Model", "",
+            f"- family: `{family}`",
+            f"- epochs: {epochs if epochs is not None else '?'} configured, {epochs_run if epochs_run is not None else '?'} run",
+            f"- seed: {config.get('seed', '?')} (generation seed {manifest.get('seed', '?')})",
+            f"- training time: {_fmt(manifest.get('train_seconds'))} s",
+            f"- MLflow run: `{manifest.get('mlflow_run_id') or 'not tracked'}`"]
+    if generator.get("version"):
+        out.append(f"- registered generator: `models:/{generator['registered_model']}/{generator['version']}`")
+    if manifest.get("conditions"):
+        out.append(f"- generated under conditions: `{manifest['conditions']}` (the data does not represent the whole population)")
+    out.append("")
+
+    out += ["## Privacy", "", *privacy_lines]
+    dropped = (manifest.get("privacy_filter") or {}).get("dropped")
+    if dropped:
+        out.append(f"A privacy filter dropped {dropped} synthetic rows too close to a training row.")
+    out.append("")
+
+    out += ["## Validation", "", "| metric | value | threshold | passed | meaning |", "| --- | --- | --- | --- | --- |"]
+    for name in KEY_METRICS:
+        if name not in metrics:
+            continue
+        check = checks.get(name)
+        bound = f"{'≥' if check.get('kind') == 'min' else '≤'} {_fmt(check['threshold'])}" if check else "—"
+        out.append(f"| {name} | {_fmt(metrics[name])} | {bound} | {_fmt(check['passed']) if check else '—'} | {_MEANING[name]} |")
+    for name, check in checks.items():
+        if name not in KEY_METRICS:
+            bound = f"{'≥' if check.get('kind') == 'min' else '≤'} {_fmt(check['threshold'])}"
+            out.append(f"| {name} | {_fmt(check['value'])} | {bound} | {_fmt(check['passed'])} | a gate of the verdict |")
+    missing = [m for m in KEY_METRICS if m not in metrics]
+    if missing:
+        out += ["", f"Not measured in this run: {', '.join(missing)}."]
+    out += ["", f"Full figures: `{verdict.get('file', 'validation.json')}` and `report.html` of the run.", ""]
+
+    out += ["## Intended use", "",
+            "- prototyping, testing pipelines and dashboards, teaching and sharing the *shape* of the data "
+            "where the real rows cannot be shared;",
+            "- augmenting or pre-training models, with final evaluation always on real data;",
+            "- not for decisions about real individuals, and not as evidence about the real population "
+            "beyond what the validation figures above show.", ""]
+
+    out += ["## Known limits", "",
+            f"- These rows come from a GAN (`{family}`) trained on {n_train if n_train is not None else 'an unknown number of'} "
+            f"real rows for {epochs_run if epochs_run is not None else '?'} epochs. What it reproduces is what the "
+            "figures above measure (column shapes, pairwise trends, a classifier's view); rare categories, "
+            "tails and higher-order interactions are reproduced less faithfully, and every figure is an "
+            "estimate with sampling noise.",
+            "- Missing values are re-inserted independently per column at each column's training rate: "
+            "which columns are missing *together* is not preserved.",
+            "- Columns of kind `id` are fresh keys and `constant` columns are refilled; neither links to real rows."]
+    if dp:
+        out.append("- The privacy guarantee covers the model's training as stated above; any other use of the "
+                   "real data (validation scores, this datasheet's ranges and levels) is outside the budget.")
+    else:
+        out.append("- Without differential privacy there is no formal guarantee: a GAN can memorise training rows. "
+                   "Exact copies, distances to closest records and the membership-inference AUC bound nothing; "
+                   "they only show that this draw did not leak in those measured ways.")
+    if "tstr_ratio" not in metrics:
+        out.append("- Downstream utility was not measured (no `data.target`).")
+    out.append("")
+    return "\n".join(out)

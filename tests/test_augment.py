@@ -1,0 +1,185 @@
+"""The augment stage: real training (a few epochs), the real CLI, a real MLflow store,
+a real Prefect flow run; rebalancing counts, provenance, holdout untouched, benefit."""
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+from mlflow import MlflowClient
+
+from synthgen.augment import METRICS, SOURCE_COLUMN, AugmentLayout, augment_stage, class_counts, plan_rows
+from synthgen.cli import cli
+from synthgen.config import AugmentConfig, parse_params
+from synthgen.io import file_hash
+from synthgen.pipeline import Layout, ingest_stage, train_stage
+from tests.conftest import tiny_params, write_params
+
+TINY_GAN = {"name": "tabular_gan", "epochs": 3, "batch_size": 100, "generator_dim": [32],
+            "discriminator_dim": [32], "embedding_dim": 16}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, mlflow_template):
+    """ingest + train (tabular_gan, 3 epochs) once; tests copy the output dir they change."""
+    tmp = tmp_path_factory.mktemp("augment")
+    shutil.copy(mlflow_template, tmp / "mlflow.db")
+    raw = tiny_params(tmp, f"sqlite:///{tmp / 'mlflow.db'}", model=TINY_GAN)
+    params = parse_params(raw)
+    ingest_stage(params)
+    train_stage(params)
+    return tmp, raw
+
+
+def _copy(trained, tmp_path, **sections):
+    """The trained run's params and outputs, copied under ``tmp_path`` (tracking off)."""
+    src, raw = trained
+    shutil.copytree(src / "out", tmp_path / "out", ignore=shutil.ignore_patterns("tracking.json", "augment"))
+    raw = json.loads(json.dumps(raw))
+    raw["output"]["dir"] = str(tmp_path / "out")
+    raw["tracking"]["uri"] = None
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return raw
+
+
+def test_plan_rows_rebalance_and_enlarge():
+    counts = {"a": 100, "b": 40, "c": 7}
+    assert plan_rows(counts, AugmentConfig(mode="rebalance", ratio=1.0)) == {"a": 0, "b": 60, "c": 93}
+    assert plan_rows(counts, AugmentConfig(mode="rebalance", ratio=0.5)) == {"a": 0, "b": 10, "c": 43}
+    assert plan_rows(counts, AugmentConfig(mode="rebalance", ratio=1.5)) == {"a": 50, "b": 110, "c": 143}
+    enlarge = plan_rows(counts, AugmentConfig(mode="enlarge", factor=1.5))
+    assert sum(enlarge.values()) == round(0.5 * 147) == 74  # exact total, largest remainders
+    assert enlarge == {"a": 50, "b": 20, "c": 4}
+    assert sum(plan_rows(counts, AugmentConfig(mode="enlarge", factor=1.0)).values()) == 0
+
+
+def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
+    tmp, raw = trained
+    layout, out = Layout(tmp / "out"), AugmentLayout(tmp / "out")
+    holdout_before = file_hash(layout.holdout)
+    params_file = write_params(tmp / "params.yaml", raw)
+    result = CliRunner().invoke(cli, ["augment", "--params", str(params_file)])
+    assert result.exit_code == 0, result.output
+    assert "balanced-accuracy lift" in result.stdout
+
+    assert file_hash(layout.holdout) == holdout_before  # the holdout is untouched
+    train = pd.read_parquet(layout.train)
+    augmented = pd.read_parquet(out.augmented)
+    assert list(augmented.columns) == [*train.columns, SOURCE_COLUMN]
+    real = augmented[augmented[SOURCE_COLUMN] == "real"].drop(columns=SOURCE_COLUMN).reset_index(drop=True)
+    pd.testing.assert_frame_equal(real, train.reset_index(drop=True))  # the real rows, unchanged
+    assert set(augmented[SOURCE_COLUMN]) == {"real", "synthetic"}
+    assert (augmented.drop(columns=SOURCE_COLUMN).dtypes == train.dtypes).all()
+    before = class_counts(train["species"])
+    after = class_counts(augmented["species"])
+    majority = max(before.values())
+    assert set(after.values()) == {majority} and set(after) == set(before)  # ratio 1.0: exact
+
+    manifest = json.loads(out.manifest.read_text())
+    assert manifest["holdout_hash"] == holdout_before and manifest["train_hash"] == file_hash(layout.train)
+    assert manifest["rows"]["synthetic"] == (augmented[SOURCE_COLUMN] == "synthetic").sum()
+    for cls, entry in manifest["classes"].items():
+        assert entry == {"before": before[cls], "added": majority - before[cls], "after": majority}
+    for key in ("model", "model_hash", "seed", "params_hash", "source_data_hash", "augmented_hash", "mlflow_run_id"):
+        assert manifest[key] is not None, key
+    assert manifest["augmented_hash"] == file_hash(out.augmented)
+
+    benefit = json.loads(out.benefit.read_text())
+    assert benefit["measured"] and benefit["minority"] == "Chinstrap" and benefit["protocol"]["repeats"] == 2
+    assert len(benefit["records"]) == 2 * 2 * 3  # repeats x models x arms
+    for model in ("logistic", "random_forest"):
+        for metric in METRICS:
+            entry = benefit["models"][model][metric]
+            for arm in ("real", "augmented", "reweighted"):
+                assert 0 <= entry[arm]["mean"] <= 1 and entry[arm]["n"] == 2
+            lift = entry["lift"]
+            assert lift["min"] <= lift["mean"] <= lift["max"] and lift["sd"] >= 0
+            assert lift["mean"] == pytest.approx(entry["augmented"]["mean"] - entry["real"]["mean"])
+    assert set(benefit["overall"]) == set(METRICS)
+
+    page = out.report.read_text()
+    assert page.count('src="data:image/png;base64,') == 2 and "Chinstrap" in page
+
+    run = MlflowClient(tracking_uri=raw["tracking"]["uri"]).get_run(manifest["mlflow_run_id"])
+    assert "augment_lift_balanced_accuracy_mean" in run.data.metrics
+    assert "augment_logistic_real_macro_f1" in run.data.metrics
+    artifacts = {a.path for a in MlflowClient(tracking_uri=raw["tracking"]["uri"]).list_artifacts(
+        manifest["mlflow_run_id"], "augment")}
+    assert {"augment/manifest.json", "augment/benefit.json", "augment/report.html"} <= artifacts
+
+
+@pytest.mark.parametrize("ratio", [0.5, 1.3])
+def test_rebalance_reaches_requested_counts_and_reproduces(trained, tmp_path, ratio):
+    params = parse_params(_copy(trained, tmp_path, augment={"ratio": ratio, "benefit": False}))
+    manifest = augment_stage(params)
+    out = AugmentLayout(params.out)
+    train = pd.read_parquet(Layout(params.out).train)
+    before = class_counts(train["species"])
+    goal = int(ratio * max(before.values()) + 0.5)
+    after = class_counts(pd.read_parquet(out.augmented)["species"])
+    assert after == {c: max(n, goal) for c, n in before.items()}
+    assert json.loads(out.benefit.read_text()) == {"measured": False}
+    first = file_hash(out.augmented)
+    augment_stage(params)  # same params and seed: the same bytes
+    assert file_hash(out.augmented) == first == manifest["augmented_hash"]
+
+
+def test_enlarge_keeps_the_class_mix(trained, tmp_path):
+    params = parse_params(_copy(trained, tmp_path, augment={"mode": "enlarge", "factor": 1.5, "benefit": False}))
+    manifest = augment_stage(params)
+    train = pd.read_parquet(Layout(params.out).train)
+    labelled = int(train["species"].notna().sum())
+    assert manifest["rows"]["synthetic"] == int(0.5 * labelled + 0.5)
+    for cls, entry in manifest["classes"].items():
+        assert abs(entry["added"] - 0.5 * entry["before"]) < 1  # stratified
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["data.target=null"], "data.target: required by the augment stage"),
+        (["data.target=body_mass_g"], "data.target: 'body_mass_g' has kind 'integer'; augment needs a discrete"),
+        (["data.target=nope"], "data.target: 'nope' is not a column"),
+        (["augment.ratio=0"], "augment.ratio: Input should be greater than 0"),
+        (["augment.ratio=-1"], "augment.ratio: Input should be greater than 0"),
+        (["augment.mode=shrink"], "augment.mode: Input should be 'rebalance' or 'enlarge'"),
+        (["augment.minority=Emperor"], "augment.minority: 'Emperor' is not a class of 'species'"),
+    ],
+)
+def test_bad_config_exits_2_naming_the_key(trained, tmp_path, overrides, message):
+    raw = _copy(trained, tmp_path)
+    params_file = write_params(tmp_path / "params.yaml", raw)
+    result = CliRunner().invoke(cli, ["augment", "--params", str(params_file),
+                                      *[a for o in overrides for a in ("--set", o)]])
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "out" / "augment").exists()  # nothing written
+
+
+def test_no_trained_model_exits_2(tmp_path):
+    raw = tiny_params(tmp_path, None, model=TINY_GAN)
+    ingest_stage(parse_params(raw))
+    result = CliRunner().invoke(cli, ["augment", "--params", str(write_params(tmp_path / "p.yaml", raw))])
+    assert result.exit_code == 2
+    assert "output.dir: no trained model" in result.stderr and "synthgen train" in result.stderr
+
+
+def test_prefect_augment_flow_completes(tmp_path, mlflow_uri, monkeypatch):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.augment_flow import augment_pipeline
+
+    raw = tiny_params(tmp_path, mlflow_uri, model={**TINY_GAN, "epochs": 2},
+                      augment={"seeds": 1, "models": ["logistic"]})
+    params_file = write_params(tmp_path / "params.yaml", raw)
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    with prefect_test_harness(server_startup_timeout=180):
+        state = augment_pipeline(str(params_file), ["augment.ratio=0.8"], return_state=True)
+    assert state.is_completed()
+    manifest = state.result()
+    assert manifest["augment"]["ratio"] == 0.8 and manifest["rows"]["synthetic"] > 0
+    assert (tmp_path / "out" / "augment" / "augmented.parquet").is_file()
+    assert json.loads((tmp_path / "out" / "augment" / "benefit.json").read_text())["measured"]
