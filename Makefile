@@ -14,7 +14,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export GX_ANALYTICS_ENABLED=false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo repro test test-slow bench clean
+.PHONY: install demo repro test test-slow test-team mlflow-server serve bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,15 @@ test: install  ## default suite (slow tests excluded); pytest's "no tests" exit 
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
+
+test-team: install  ## the slow end-to-end team tests (tests/test_team_*.py): MLflow server, DVC remote, Prefect
+	$(BIN)/python -m pytest -m slow tests/test_team_*.py tests/test_sweep.py
+
+serve: install  ## prefect server on 127.0.0.1:4200 + scheduled deployments of the tabular and image flows
+	$(BIN)/python -m pipelines.serve --start-server --port 4200 --server-log prefect-server.log
+
+mlflow-server: install  ## a shared MLflow server on 127.0.0.1:5000 (scripts/mlflow_server.sh; SYNTHGEN_MLFLOW_* to configure)
+	scripts/mlflow_server.sh
 
 bench: install
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[bench]"

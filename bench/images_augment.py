@@ -7,7 +7,9 @@ every seed, then ``--n-generated`` images are scored with
 :func:`synthgen.validation.images.image_report` against the *full* train split (the
 judge is trained on it and it is the FID reference, so the score says how close the
 generator came to the whole distribution, not only to the images it saw) and the
-untouched holdout. Modes run interleaved per seed, so background load hits them alike.
+untouched holdout. One judge (:func:`~synthgen.validation.images.fit_judge`, seed 0) is
+fitted once and scores every run, so the feature-space figures are comparable. Modes
+run interleaved per seed, so background load hits them alike.
 
     .venv/bin/python bench/images_augment.py --seeds 3 --threads 1 --json /tmp/images_augment.json
 
@@ -37,7 +39,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     from synthgen.config import ModelConfig
     from synthgen.data.images import DIGITS, read_images, split_images
     from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
-    from synthgen.validation.images import image_report
+    from synthgen.validation.images import fit_judge, image_report
 
     data = read_images(DIGITS, args.size)
     train, holdout = split_images(data, 0.2, seed=0)
@@ -46,18 +48,20 @@ def run(args: argparse.Namespace) -> list[dict]:
     epochs = max(1, args.steps // steps_per_epoch)
     print(f"train on {len(small)} of {len(train)} train images ({args.size}px), {epochs} epochs x "
           f"{steps_per_epoch} steps, holdout {len(holdout)}", flush=True)
+    judge = fit_judge(train.images, train.labels, seed=0)  # one judge scores every run: comparable figures
+    print(f"judge fitted in {judge.seconds:.0f}s", flush=True)
     rows = []
     for seed in range(args.seeds):
         for mode in args.modes:
             cfg = ModelConfig(name="image_cgan", epochs=epochs, batch_size=args.batch, device="cpu", seed=seed,
                               generator_dim=[args.width], discriminator_dim=[args.width], augment=mode,
-                              ada_kimg=args.ada_kimg, ema=args.ema)
+                              ada_kimg=args.ada_kimg, ema=args.ema, lr=args.lr)
             tick = time.perf_counter()
             model = ImageCGANSynthesizer(cfg).fit(small)
             fit_s = time.perf_counter() - tick
             gen = model.sample(args.n_generated, seed=1000 + seed)
             report = image_report(train.images, train.labels, holdout.images, holdout.labels, gen.images,
-                                  gen.labels, seed=0)
+                                  gen.labels, seed=0, judge=judge)
             m = report["metrics"]
             row = {"mode": mode, "seed": seed, "fit_seconds": fit_s, "ada_p": float(model.augment_.p),
                    **{k: m[k] for k in ("fid_domain", "kid_domain", "generated_class_accuracy", "tstr_accuracy",
@@ -93,6 +97,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800, help="optimizer steps per run (800)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--width", type=int, default=32, help="base width of both networks (32)")
+    parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of both networks (1e-3)")
     parser.add_argument("--ada-kimg", type=float, default=20.0)
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--n-generated", type=int, default=500)

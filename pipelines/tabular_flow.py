@@ -18,33 +18,47 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
 from prefect import flow, task  # noqa: E402
+from prefect.tasks import exponential_backoff  # noqa: E402
 
 logging.getLogger("synthgen").setLevel(logging.INFO)
 
+from pipelines.caching import StageCache, run_stamped  # noqa: E402
 from synthgen import pipeline  # noqa: E402
 from synthgen.config import Params, load_params  # noqa: E402
+from synthgen.errors import SynthgenError, TrackingError  # noqa: E402
 
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+
+def _transient(task, task_run, state) -> bool:
+    """Retry I/O and tracking failures; a user mistake (bad config or data) fails at once."""
+    error = state.result(raise_on_failure=False)
+    return not isinstance(error, SynthgenError) or isinstance(error, TrackingError)
 
 
-@task(name="ingest", **IO_RETRIES)
+# I/O stages: 2 retries after 2 s and 4 s (+-50% jitter) when a file system or the MLflow store hiccups
+IO_RETRIES = dict(retries=2, retry_delay_seconds=exponential_backoff(backoff_factor=2),
+                  retry_jitter_factor=0.5, retry_condition_fn=_transient)
+# a stage is a cache hit when its params, inputs, code and recorded outputs are unchanged (pipelines/caching.py)
+CACHED = dict(cache_policy=StageCache(), persist_result=True)
+
+
+@task(name="ingest", **IO_RETRIES, **CACHED)
 def ingest(params: Params) -> dict[str, Any]:
-    return pipeline.ingest_stage(params)
+    return run_stamped("ingest", pipeline.ingest_stage, params)
 
 
-@task(name="train")
+@task(name="train", **CACHED)
 def train(params: Params) -> dict[str, Any]:
-    return pipeline.train_stage(params)
+    return run_stamped("train", pipeline.train_stage, params)
 
 
-@task(name="generate", **IO_RETRIES)
+@task(name="generate", **IO_RETRIES, **CACHED)
 def generate(params: Params) -> dict[str, Any]:
-    return pipeline.generate_stage(params)
+    return run_stamped("generate", pipeline.generate_stage, params)
 
 
-@task(name="validate", **IO_RETRIES)
+@task(name="validate", **IO_RETRIES, **CACHED)
 def validate(params: Params) -> dict[str, Any]:
-    return pipeline.validate_stage(params)
+    return run_stamped("validate", pipeline.validate_stage, params)
 
 
 @flow(name="synthgen-tabular", log_prints=True)

@@ -2,7 +2,7 @@
 
 ``params.yaml`` has one section per pipeline stage (``data`` for ingest, ``model`` and
 ``privacy`` for train, ``generate``, ``validate``, ``augment``) plus the shared ``tracking`` and
-``output`` sections. Unknown keys are errors, never silently ignored.
+``output`` sections, and ``sweep`` (a grid of params run by ``pipelines/sweep_flow.py``). Unknown keys are errors, never silently ignored.
 
 Example::
 
@@ -13,6 +13,7 @@ Example::
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -146,12 +147,84 @@ class TrackingConfig(_Section):
     registered_model: str | None = None  # registry name of the pyfunc generator; null: not logged as a model
     model_alias: str = "candidate"  # alias the train stage sets on each new version
     champion_alias: str | None = "champion"  # alias validate moves to a version whose verdict passed; null: never
+    parent_run: str | None = None  # MLflow run id this pipeline's run nests under (set by sweeps); null: top level
 
     @model_validator(mode="after")
     def _registry_needs_store(self) -> TrackingConfig:
         if self.registered_model is not None and self.uri is None:
             raise ValueError("registered_model needs a tracking uri (tracking.uri is null)")
         return self
+
+
+_CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>|==)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")
+
+
+def parse_constraint(text: str) -> tuple[str, float]:
+    """``"<= 0.6"`` -> ``("<=", 0.6)``; operators ``<=``, ``>=``, ``<``, ``>``, ``==``.
+
+    Raises:
+        ValueError: not an operator followed by a number.
+    """
+    match = _CONSTRAINT.match(str(text))
+    if not match:
+        raise ValueError(f"constraint {text!r}: expected an operator and a number, e.g. '<= 0.6'")
+    return match.group(1), float(match.group(2))
+
+
+class SelectRule(_Section):
+    """``sweep.select``: how the best grid point is chosen (see :func:`synthgen.sweep.select`)."""
+
+    maximize: str | None = "quality_score"  # metric to maximize; exactly one of maximize / minimize
+    minimize: str | None = None  # metric to minimize instead
+    subject_to: dict[str, str] = {"mia_auc": "<= 0.6"}  # metric -> "<= x" | ">= x" | "< x" | "> x" | "== x"
+    require_passed: bool = False  # only points whose validation verdict passed are eligible
+
+    @field_validator("subject_to")
+    @classmethod
+    def _constraints(cls, value: dict[str, str]) -> dict[str, str]:
+        for text in value.values():
+            parse_constraint(text)
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _minimize_replaces_default(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("minimize") is not None and "maximize" not in data:
+            data = {**data, "maximize": None}  # `minimize: x` alone replaces the default objective
+        return data
+
+    @model_validator(mode="after")
+    def _one_objective(self) -> SelectRule:
+        if (self.maximize is None) == (self.minimize is None):
+            raise ValueError("set exactly one of maximize and minimize")
+        return self
+
+
+class SweepConfig(_Section):
+    """``sweep``: a grid of params run as one pipeline per point (``pipelines/sweep_flow.py``).
+
+    Each grid key is a ``section.key`` of params.yaml, as in ``--set``; the points are the
+    cartesian product of the value lists, in the order written.
+    """
+
+    grid: dict[str, list[Any]] = {}  # e.g. {"model.epochs": [50, 150], "privacy.epsilon": [null, 3]}
+    select: SelectRule = SelectRule()  # rule that picks the best point
+    privacy_axis: Literal["mia_auc", "epsilon_spent"] = "mia_auc"  # x axis of the frontier plot (lower: more private)
+    address: str | None = None  # Dask scheduler address (tcp://host:8786); null: a LocalCluster
+    workers: int = Field(2, ge=1)  # LocalCluster workers (points trained at once)
+    processes: bool = True  # LocalCluster workers as processes (false: threads in this process)
+    dir: str | None = None  # where points and the comparison go; null: <output.dir>/sweep
+
+    @field_validator("grid")
+    @classmethod
+    def _grid_keys(cls, grid: dict[str, list[Any]]) -> dict[str, list[Any]]:
+        for key, values in grid.items():
+            section = key.split(".")[0]
+            if len(key.split(".")) < 2 or section in ("sweep", "output"):
+                raise ValueError(f"grid key {key!r}: expected section.key of a stage section, e.g. model.epochs")
+            if not values:
+                raise ValueError(f"grid key {key!r}: needs at least one value")
+        return grid
 
 
 class OutputConfig(_Section):
@@ -171,6 +244,7 @@ class Params(_Section):
     augment: AugmentConfig = AugmentConfig()
     tracking: TrackingConfig = TrackingConfig()
     output: OutputConfig = OutputConfig()
+    sweep: SweepConfig = SweepConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 

@@ -27,6 +27,7 @@ from synthgen.datasheet import KEY_METRICS, render_datasheet
 from synthgen.errors import ConfigError, DataError, ModelError
 from synthgen.io import atomic_path, file_hash, params_hash, write_json, write_parquet, write_text
 from synthgen.tracking import NullTracker, make_tracker
+from synthgen.training.callbacks import Phases
 
 log = logging.getLogger(__name__)
 
@@ -178,7 +179,8 @@ def train_stage(params: Params) -> dict[str, Any]:
     )
     run_id = tracker.start(
         run_name=f"{params.model.name}-seed{params.model.seed}",
-        tags={"synthgen.version": __version__, "synthgen.model": params.model.name},
+        tags={"synthgen.version": __version__, "synthgen.model": params.model.name,
+              **({"mlflow.parentRunId": params.tracking.parent_run} if params.tracking.parent_run else {})},
     )
     write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id})
     tracker.log_artifact(layout.schema)
@@ -221,20 +223,26 @@ def generate_stage(params: Params) -> dict[str, Any]:
     if params.data.kind == "image":
         return _images().generate_stage(params)
     layout = Layout(params.out)
-    model = synthgen.load(layout.model)
+    filtered = params.validate_.privacy_filter is not None
+    phases = Phases("generate", ["load", "sample", *(["privacy filter"] if filtered else []), "write", "track"])
+    with phases("load"):
+        model = synthgen.load(layout.model)
     rows = params.generate.rows or model.n_train_
     seed = params.generate.seed if params.generate.seed is not None else params.model.seed
-    frame = model.sample(rows, conditions=params.generate.conditions or None, seed=seed)
+    with phases("sample"):
+        frame = model.sample(rows, conditions=params.generate.conditions or None, seed=seed)
     dropped = 0
-    if params.validate_.privacy_filter is not None:
+    if filtered:
         from synthgen.validation.privacy import privacy_filter
 
         train = _read_parquet(layout.train, "train split")
-        frame, dropped = privacy_filter(frame, train, params.validate_.privacy_filter, model.schema)
+        with phases("privacy filter"):
+            frame, dropped = privacy_filter(frame, train, params.validate_.privacy_filter, model.schema)
         frame = frame.reset_index(drop=True)
         log.info("privacy filter: dropped %d of %d rows closer than %g to a training row",
                  dropped, rows, params.validate_.privacy_filter)
-    write_parquet(layout.synthetic, frame)
+    with phases("write"):
+        write_parquet(layout.synthetic, frame)
     tracker = _tracker_for(params, layout)
     generator = json.loads(layout.tracking.read_text()).get("generator") if layout.tracking.is_file() else None
     generation = {
@@ -261,7 +269,8 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "python": platform.python_version(),
     }
     write_json(layout.generation, generation)
-    tracker.log_artifact(layout.synthetic, "synthetic")
+    with phases("track"):
+        tracker.log_artifact(layout.synthetic, "synthetic")
     log.info("generate: %d rows -> %s", len(frame), layout.synthetic)
     return generation
 
@@ -301,10 +310,12 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     if not audit and generation.get("privacy", {}).get("epsilon_spent") is not None:
         extra["epsilon_spent"] = generation["privacy"]["epsilon_spent"]
     holdout = _read_parquet(layout.holdout, "holdout split") if layout.holdout.is_file() else None
+    scoring = ["fidelity", "gx", "detection", "utility", "privacy"]
+    phases = Phases("validate", scoring if audit else [*scoring, "report", "track"])
     report, gx_result = validate_synthetic(
         train, frame, schema, params.validate_, extra_metrics=extra, holdout=holdout,
         target=params.data.target, sensitive_columns=params.validate_.sensitive,
-        docs_dir=None if audit else layout.data_docs,
+        docs_dir=None if audit else layout.data_docs, phases=phases,
     )
     if audit:
         target = Path(out) if out else Path(synthetic).with_suffix(".validation.json")
@@ -313,9 +324,6 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     write_json(layout.gx_result, gx_result)
     write_json(layout.validation, report)
     tracker = _tracker_for(params, layout)
-    tracker.log_metrics(report["metrics"])
-    tracker.log_artifact(layout.validation)
-    tracker.log_artifact(layout.gx_result)
     manifest = generation
     manifest["validation"] = {
         "passed": report["passed"],
@@ -327,12 +335,14 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     write_json(layout.manifest, manifest)
     write_text(layout.datasheet, render_datasheet(manifest, schema, _model_meta(layout), report))
     losses = pd.read_csv(layout.losses) if layout.losses.is_file() else None
-    write_text(layout.report, build_report(train, frame, schema, report, losses))
+    with phases("report"):
+        write_text(layout.report, build_report(train, frame, schema, report, losses))
     if report["passed"]:
         publish(layout)
-    tracker.log_artifact(layout.manifest)
-    tracker.log_artifact(layout.datasheet)
-    tracker.log_artifact(layout.report)
+    with phases("track"):
+        tracker.log_metrics(report["metrics"])
+        for artifact in (layout.validation, layout.gx_result, layout.manifest, layout.datasheet, layout.report):
+            tracker.log_artifact(artifact)
     tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})
     registered = manifest.get("generator") or {}
     if report["passed"] and registered.get("version") and params.tracking.champion_alias:

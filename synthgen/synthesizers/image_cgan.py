@@ -88,13 +88,20 @@ class ImageCGANOptions:
 
     Attributes:
         critic_steps: discriminator updates per generator update. Default 1.
-        betas: Adam betas of both networks. Default (0.0, 0.999).
-        lr_d_mult: discriminator learning rate = ``model.lr`` x this. Default 2.0 (TTUR).
+        betas: Adam betas of both networks. Default (0.5, 0.999) (SNGAN's).
+        lr_d_mult: discriminator learning rate = ``model.lr`` x this. Default 1.0.
+        d_extra_blocks: residual blocks at 4 x 4 after the discriminator's down-blocks.
+            Default 1 (without it an 8 x 8 discriminator has one block whose 6 x 6
+            receptive fields are sum-pooled: it cannot see a digit's shape).
+        g_extra_blocks: conditional residual blocks at 4 x 4 before the generator's
+            up-blocks. Default 0.
     """
 
     critic_steps: int = 1
-    betas: tuple[float, float] = (0.0, 0.999)
-    lr_d_mult: float = 2.0
+    betas: tuple[float, float] = (0.5, 0.999)
+    lr_d_mult: float = 1.0
+    d_extra_blocks: int = 1
+    g_extra_blocks: int = 0
 
 
 class GeneratedImages(NamedTuple):
@@ -152,17 +159,23 @@ class CondBatchNorm(nn.Module):
 
 
 class GBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, n_classes: int):
+    """Residual generator block with conditional BN; doubles the resolution when ``up``."""
+
+    def __init__(self, c_in: int, c_out: int, n_classes: int, up: bool = True):
         super().__init__()
+        self.up = up
         self.bn1, self.bn2 = CondBatchNorm(c_in, n_classes), CondBatchNorm(c_out, n_classes)
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
         self.skip = nn.Conv2d(c_in, c_out, 1)
 
+    def _up(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, scale_factor=2, mode="nearest") if self.up else x
+
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, y)), scale_factor=2, mode="nearest")
+        h = self._up(F.relu(self.bn1(x, y)))
         h = self.conv2(F.relu(self.bn2(self.conv1(h), y)))
-        return h + self.skip(F.interpolate(x, scale_factor=2, mode="nearest"))
+        return h + self.skip(self._up(x))
 
 
 def _widths(base: int, levels: int) -> list[int]:
@@ -173,13 +186,15 @@ def _widths(base: int, levels: int) -> list[int]:
 class ImageGenerator(nn.Module):
     """``(z, y) -> images`` in [-1, 1], ``channels`` x ``size`` x ``size``."""
 
-    def __init__(self, z_dim: int, width: int, size: int, channels: int, n_classes: int, gen: torch.Generator):
+    def __init__(self, z_dim: int, width: int, size: int, channels: int, n_classes: int, gen: torch.Generator,
+                 extra_blocks: int = 0):
         super().__init__()
         levels = int(math.log2(size)) - 2
         widths = _widths(width, levels)
         self.z_dim, self.start = z_dim, widths[0]
         self.fc = nn.Linear(z_dim, widths[0] * 16)
-        self.blocks = nn.ModuleList(GBlock(widths[i], widths[i + 1], n_classes) for i in range(levels))
+        extra = [GBlock(widths[0], widths[0], n_classes, up=False) for _ in range(extra_blocks)]  # at 4 x 4
+        self.blocks = nn.ModuleList(extra + [GBlock(widths[i], widths[i + 1], n_classes) for i in range(levels)])
         self.bn = nn.BatchNorm2d(widths[-1])
         self.out = nn.Conv2d(widths[-1], channels, 3, padding=1)
         _init(self, gen)
@@ -192,18 +207,27 @@ class ImageGenerator(nn.Module):
 
 
 class DBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, gen: torch.Generator, first: bool = False):
+    """Residual discriminator block (spectral norm); halves the resolution when ``down``.
+    A block that keeps the resolution and the width has an identity shortcut."""
+
+    def __init__(self, c_in: int, c_out: int, gen: torch.Generator, first: bool = False, down: bool = True):
         super().__init__()
-        self.first = first
+        self.first, self.down = first, down
         self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
-        self.skip = nn.Conv2d(c_in, c_out, 1)
+        learned_skip = down or c_in != c_out
+        self.skip = nn.Conv2d(c_in, c_out, 1) if learned_skip else None
         _init(self, gen)
-        self.conv1, self.conv2, self.skip = (_sn(m, gen) for m in (self.conv1, self.conv2, self.skip))
+        self.conv1, self.conv2 = _sn(self.conv1, gen), _sn(self.conv2, gen)
+        if self.skip is not None:
+            self.skip = _sn(self.skip, gen)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = x if self.first else F.relu(x)
-        h = F.avg_pool2d(self.conv2(F.relu(self.conv1(h))), 2)
+        h = self.conv2(F.relu(self.conv1(h)))
+        if not self.down:
+            return h + (x if self.skip is None else self.skip(x))
+        h = F.avg_pool2d(h, 2)
         skip = self.skip(F.avg_pool2d(x, 2)) if self.first else F.avg_pool2d(self.skip(x), 2)
         return h + skip
 
@@ -211,13 +235,15 @@ class DBlock(nn.Module):
 class ProjectionDiscriminator(nn.Module):
     """``(images, y) -> logits``: residual down-blocks, sum pooling, ``linear(h) + <embed(y), h>``."""
 
-    def __init__(self, width: int, size: int, channels: int, n_classes: int, gen: torch.Generator):
+    def __init__(self, width: int, size: int, channels: int, n_classes: int, gen: torch.Generator,
+                 extra_blocks: int = 1):
         super().__init__()
         levels = int(math.log2(size)) - 2
         widths = [width * min(8, 2**i) for i in range(levels)]  # block i halves size / 2**i
         ins = [channels] + widths[:-1]
-        self.blocks = nn.Sequential(*(DBlock(ins[i], widths[i], gen, first=i == 0) for i in range(levels)))
         last = widths[-1]
+        self.blocks = nn.Sequential(*(DBlock(ins[i], widths[i], gen, first=i == 0) for i in range(levels)),
+                                    *(DBlock(last, last, gen, down=False) for _ in range(extra_blocks)))
         self.linear = nn.Linear(last, 1)
         self.embed = nn.Embedding(n_classes, last)
         _init(self.linear, gen)
@@ -330,7 +356,8 @@ class ImageCGANSynthesizer:
     def _build(self, size: int, channels: int, n_classes: int, device: torch.device) -> None:
         cfg = self.config
         init = torch.Generator().manual_seed(cfg.seed + 1)
-        self.generator_ = ImageGenerator(cfg.embedding_dim, cfg.generator_dim[0], size, channels, n_classes, init)
+        self.generator_ = ImageGenerator(cfg.embedding_dim, cfg.generator_dim[0], size, channels, n_classes, init,
+                                         extra_blocks=self.options.g_extra_blocks)
         self.generator_ = self.generator_.to(device)
         if device.type == "cuda":
             self.generator_ = self.generator_.to(memory_format=torch.channels_last)
@@ -362,7 +389,8 @@ class ImageCGANSynthesizer:
         self.gen_ = torch.Generator(device=device).manual_seed(cfg.seed)
         init = torch.Generator().manual_seed(cfg.seed + 1)
         self._build(h, c, n_classes, device)
-        self.critic_ = ProjectionDiscriminator(cfg.discriminator_dim[0], h, c, n_classes, init).to(device)
+        self.critic_ = ProjectionDiscriminator(cfg.discriminator_dim[0], h, c, n_classes, init,
+                                               extra_blocks=opts.d_extra_blocks).to(device)
         if device.type == "cuda":
             self.critic_ = self.critic_.to(memory_format=torch.channels_last)
         self.ema_ = copy.deepcopy(self.generator_).eval()

@@ -5,7 +5,8 @@ Runs are addressed by id through ``MlflowClient`` (never the thread-local "activ
 so the same code works from the CLI, from DVC stages in separate processes and from
 Prefect tasks on worker threads. ``tracking.uri: null`` gives a :class:`NullTracker`.
 :mod:`synthgen.tracking.pyfunc` wraps a saved synthesizer as an MLflow pyfunc model
-(logged, registered under ``tracking.registered_model`` and aliased).
+(logged, registered under ``tracking.registered_model`` and aliased). Sweeps nest each point's
+run under a parent run through the ``mlflow.parentRunId`` tag (``tracking.parent_run``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,11 @@ class NullTracker:
         return {}
 
     def set_model_alias(self, name: str, version: str, alias: str) -> None: ...
+
+    def tag_run(self, run_id: str, tags: dict[str, str]) -> None: ...
+
+    def child_runs(self, parent_id: str | None = None) -> list[dict[str, Any]]:
+        return []
 
 
 class MlflowTracker(NullTracker):
@@ -174,6 +180,26 @@ class MlflowTracker(NullTracker):
         """Point ``models:/NAME@ALIAS`` at ``version`` (moved from any earlier version)."""
         self.client.set_registered_model_alias(name, alias, version)
         self.client.set_model_version_tag(name, version, f"synthgen.{alias}", "true")
+
+
+    # -- parent and child runs (sweeps): a child carries the tag mlflow.parentRunId --------------
+    def tag_run(self, run_id: str, tags: dict[str, str]) -> None:
+        """Set tags on another run of the store (e.g. a sweep point's run), leaving its status alone."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, str(value))
+
+    def child_runs(self, parent_id: str | None = None) -> list[dict[str, Any]]:
+        """The runs nested under ``parent_id`` (default: this run), oldest first.
+
+        Returns:
+            ``[{"run_id", "run_name", "status", "tags", "metrics", "params"}, ...]``.
+        """
+        parent_id = parent_id or self.run_id
+        runs = self.client.search_runs([self._experiment_id()], f"tags.mlflow.parentRunId = '{parent_id}'",
+                                       order_by=["attributes.start_time ASC"], max_results=10000)
+        return [{"run_id": r.info.run_id, "run_name": r.info.run_name, "status": r.info.status,
+                 "tags": dict(r.data.tags), "metrics": dict(r.data.metrics), "params": dict(r.data.params)}
+                for r in runs]
 
 
 class TrackingCallback(Callback):

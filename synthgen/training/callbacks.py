@@ -2,16 +2,63 @@
 importing the tracking or orchestration layers.
 
 A callback implements any of the three hooks; :class:`CallbackList` fans out.
+
+Progress (:class:`ProgressLog` for epochs, :class:`Phases` for the named steps of
+generation and evaluation) is a bar on a terminal and plain log lines otherwise, so
+CI logs, DVC stages and Prefect runs get readable lines through ``logging`` (the
+``synthgen`` loggers; Prefect picks them up with ``PREFECT_LOGGING_EXTRA_LOGGERS``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import sys
 import time
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import IO, Any
 
 log = logging.getLogger("synthgen.training")
+progress_log = logging.getLogger("synthgen.progress")
+
+#: Environment variable that overrides the progress style: ``bar``, ``log`` or ``auto``.
+PROGRESS_ENV = "SYNTHGEN_PROGRESS"
+
+
+def use_bar(tty: bool | None = None, stream: IO[str] | None = None) -> bool:
+    """Whether progress is drawn as a bar rather than written as log lines.
+
+    Args:
+        tty: force a bar (``True``) or log lines (``False``); default ``None``: the
+            ``SYNTHGEN_PROGRESS`` environment variable (``bar`` / ``log``) when set,
+            else whether ``stream`` is a terminal.
+        stream: where a bar would be drawn; default ``sys.stderr``.
+
+    Returns:
+        ``True`` for a bar; always ``False`` when tqdm is not installed.
+    """
+    if tty is None:
+        choice = os.environ.get(PROGRESS_ENV, "auto").strip().lower()
+        if choice in ("bar", "log"):
+            tty = choice == "bar"
+        else:
+            stream = stream if stream is not None else sys.stderr
+            tty = bool(getattr(stream, "isatty", lambda: False)())
+    if not tty:
+        return False
+    try:
+        import tqdm  # noqa: F401
+    except ImportError:  # pragma: no cover - tqdm comes with the dependencies
+        return False
+    return True
+
+
+def _bar(total: int | None, desc: str, unit: str, stream: IO[str] | None):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, file=stream if stream is not None else sys.stderr,
+                dynamic_ncols=True, leave=True)
 
 
 class Callback:
@@ -54,28 +101,143 @@ class History(Callback):
         self.rows.append({"epoch": epoch, **logs})
 
 
+def _figures(logs: dict[str, float]) -> dict[str, str]:
+    return {k: f"{v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
 class ProgressLog(Callback):
-    """One log line every ``every`` epochs (and the last), with elapsed time.
+    """Training progress: a bar of epochs on a terminal, else a log line every ``every`` epochs.
+
+    In log mode a line (epoch, figures, elapsed time) is written every ``every`` epochs
+    and after the last; in bar mode the bar shows the latest figures and one closing
+    line is logged at the end, so a log file or Prefect's UI still records the run.
 
     Args:
         total_epochs: epochs of the run; default ``None``: the model's resolved
             ``config.epochs`` when training starts.
-        every: epochs between lines; default a tenth of the run.
+        every: epochs between log lines; default a tenth of the run.
+        tty: force a bar (``True``) or log lines (``False``); default ``None``: see
+            :func:`use_bar` (``SYNTHGEN_PROGRESS``, else whether stderr is a terminal).
+        stream: where the bar is drawn; default ``sys.stderr``.
     """
 
-    def __init__(self, total_epochs: int | None = None, every: int | None = None):
+    def __init__(self, total_epochs: int | None = None, every: int | None = None,
+                 tty: bool | None = None, stream: IO[str] | None = None):
         self.total = total_epochs
         self._every = every
+        self.tty = tty
+        self.stream = stream
+        self.bar = None
 
     def on_train_start(self, model: Any) -> None:
         if self.total is None:
             self.total = int(getattr(getattr(model, "config", None), "epochs", 0) or 0) or None
         self.every = self._every or max(1, (self.total or 10) // 10)
         self._start = time.perf_counter()
+        self._last = ""
+        self._done = 0
+        if use_bar(self.tty, self.stream):
+            self.bar = _bar(self.total, "train", "epoch", self.stream)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         done = epoch + 1
-        if done % self.every == 0 or done == self.total:
-            figures = " ".join(f"{k}={v:.4g}" for k, v in logs.items() if isinstance(v, (int, float)))
+        figures = _figures(logs)
+        self._done, self._last = done, " ".join(f"{k}={v}" for k, v in figures.items())
+        if self.bar is not None:
+            self.bar.set_postfix(figures, refresh=False)
+            self.bar.update(done - self.bar.n)
+        elif done % self.every == 0 or done == self.total:
             elapsed = time.perf_counter() - getattr(self, "_start", time.perf_counter())
-            log.info("epoch %d/%s %s (%.1fs)", done, self.total or "?", figures, elapsed)
+            log.info("epoch %d/%s %s (%.1fs)", done, self.total or "?", self._last, elapsed)
+
+    def on_train_end(self, model: Any, logs: dict[str, float]) -> None:
+        if self.bar is None:
+            return
+        self.bar.close()
+        self.bar = None
+        elapsed = time.perf_counter() - getattr(self, "_start", time.perf_counter())
+        log.info("epoch %d/%s %s (%.1fs)", self._done, self.total or "?", self._last, elapsed)
+
+
+class Phases:
+    """Progress over the named phases of one step (generation, evaluation), with timings.
+
+    Log mode writes one line per finished phase, ``"validate: fidelity 1.2s (1/5)"``;
+    bar mode advances a bar of phases (the running one as its postfix) and logs one
+    closing line with every phase's time. ``timings`` keeps the seconds per phase. The
+    step finishes after the last of ``names`` (or on leaving a ``with`` block), so it
+    can be used with or without ``with``.
+
+    Example::
+
+        phases = Phases("validate", ["fidelity", "privacy"])
+        with phases("fidelity"):
+            ...
+
+    Args:
+        step: the step's name, the prefix of every line (e.g. ``"validate"``).
+        names: the phases in their expected order; default ``()`` (total unknown:
+            finish with ``with`` or :meth:`finish`).
+        tty: force a bar (``True``) or log lines (``False``); default ``None``: see
+            :func:`use_bar`.
+        stream: where the bar is drawn; default ``sys.stderr``.
+        logger: where lines go; default the ``synthgen.progress`` logger.
+    """
+
+    def __init__(self, step: str, names: Sequence[str] = (), tty: bool | None = None,
+                 stream: IO[str] | None = None, logger: logging.Logger | None = None):
+        self.step = step
+        self.names = list(names)
+        self.tty = tty
+        self.stream = stream
+        self.logger = logger or progress_log
+        self.timings: dict[str, float] = {}
+        self.bar = None
+        self._start: float | None = None
+        self._finished = False
+
+    def _open(self) -> None:
+        if self._start is None:
+            self._start = time.perf_counter()
+            if use_bar(self.tty, self.stream):
+                self.bar = _bar(len(self.names) or None, self.step, "phase", self.stream)
+
+    def __enter__(self) -> Phases:
+        self._open()
+        return self
+
+    @contextlib.contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        """Time the phase ``name``; its line or bar step comes when it finishes."""
+        self._open()
+        if self.bar is not None:
+            self.bar.set_postfix_str(name)
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        self.timings[name] = self.timings.get(name, 0.0) + seconds
+        if self.bar is not None:
+            self.bar.update(1)
+        else:
+            total = len(self.names) or "?"
+            self.logger.info("%s: %s %.1fs (%d/%s)", self.step, name, seconds, len(self.timings), total)
+        if self.names and all(n in self.timings for n in self.names):
+            self.finish()
+
+    def finish(self) -> None:
+        """Close the bar and log the closing line (bar mode); idempotent."""
+        if self._finished or self._start is None:
+            return
+        self._finished = True
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+            spent = ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items())
+            self.logger.info("%s: %.1fs (%s)", self.step, time.perf_counter() - self._start, spent)
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.finish()
+        elif self.bar is not None:
+            self.bar.close()
+            self.bar = None

@@ -27,6 +27,7 @@ Metrics computed by :func:`validate_synthetic`:
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -109,6 +110,7 @@ def validate_synthetic(
     target: str | None = None,
     sensitive_columns: list[str] | tuple[str, ...] | None = None,
     docs_dir: str | Path | None = None,
+    phases: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score a synthetic table against the real train split and give the verdict.
 
@@ -128,6 +130,10 @@ def validate_synthetic(
         target: the utility target; default ``schema.target``.
         sensitive_columns: columns scored for attribute-inference risk; default
             ``validate_cfg.sensitive``.
+        phases: a :class:`~synthgen.training.callbacks.Phases` (or any callable
+            giving a context manager per phase name) that times and reports the
+            scoring phases ``fidelity``, ``gx``, ``detection``, ``utility``,
+            ``privacy``; default ``None`` (silent).
 
     Returns:
         ``(verdict, gx_result)``: the JSON-ready verdict (see the module docstring)
@@ -152,17 +158,20 @@ def validate_synthetic(
     _check_columns(synthetic, schema, "synthetic")
     if holdout is not None:
         _check_columns(holdout, schema, "holdout")
-    fidelity = fidelity_report(real_train, synthetic, schema)
+    phase = phases if phases is not None else (lambda name: nullcontext())
+    with phase("fidelity"):
+        fidelity = fidelity_report(real_train, synthetic, schema)
     parsed = synthetic.copy()  # text dates/booleans parsed as the schema says; order kept
     for spec in schema.columns:
         parsed[spec.name] = coerce_column(parsed[spec.name], spec)
-    if suite is None:
-        tolerances = Tolerances(
-            mean=validate_cfg.mean_tolerance, std=validate_cfg.std_tolerance,
-            median=validate_cfg.median_tolerance, frequency_kl=validate_cfg.frequency_kl,
-        )
-        suite = build_suite(real_train, schema, tolerances=tolerances)
-    gx = run_suite(suite, parsed, docs_dir=docs_dir)
+    with phase("gx"):
+        if suite is None:
+            tolerances = Tolerances(
+                mean=validate_cfg.mean_tolerance, std=validate_cfg.std_tolerance,
+                median=validate_cfg.median_tolerance, frequency_kl=validate_cfg.frequency_kl,
+            )
+            suite = build_suite(real_train, schema, tolerances=tolerances)
+        gx = run_suite(suite, parsed, docs_dir=docs_dir)
     metrics = {
         "quality_score": fidelity["quality_score"],
         "column_shapes": fidelity["column_shapes"],
@@ -170,9 +179,12 @@ def validate_synthetic(
         "gx_success_rate": gx["success_rate"],
         "gx_failed": gx["n_failed"],
     }
-    detection = detection_report(real_train, synthetic, schema)
-    utility = utility_report(real_train, holdout, synthetic, schema, target)
-    privacy = privacy_report(real_train, synthetic, schema, holdout, sensitive)
+    with phase("detection"):
+        detection = detection_report(real_train, synthetic, schema)
+    with phase("utility"):
+        utility = utility_report(real_train, holdout, synthetic, schema, target)
+    with phase("privacy"):
+        privacy = privacy_report(real_train, synthetic, schema, holdout, sensitive)
     metrics["detection_auc"] = detection["detection_auc"]
     metrics.update(utility["metrics"])
     metrics.update(privacy["metrics"])
