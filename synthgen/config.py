@@ -57,8 +57,8 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     """``model``: which synthesizer and how long to train it (the train stage)."""
 
-    name: str = "ctgan"  # a key of synthgen.synthesizers.REGISTRY
-    epochs: int = Field(300, ge=1)
+    name: str = "tabular_gan"  # a key of synthgen.synthesizers.REGISTRY (tabular_gan, ctgan, image_cgan)
+    epochs: int = Field(300, ge=1)  # unset: the family decides (ctgan 300; tabular_gan a 3000-step budget)
     seed: int = 0
     batch_size: int = Field(500, ge=2)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"

@@ -10,9 +10,16 @@ that StudioGAN uses as its conditional baseline:
   (initialized to 0). Widths: ``w * min(8, 2**k)`` at the k-th resolution below the
   output, ``w = model.generator_dim[0]``.
 * **Discriminator**: residual down-blocks (average pooling) from the input resolution
-  to 4 x 4, ReLU, global sum pooling, then ``linear(h) + <embed(y), h>`` (projection
-  head). Spectral norm on every convolution, linear layer and the class embedding;
-  widths mirror the generator's (``w = model.discriminator_dim[0]``).
+  to 4 x 4, one residual block at 4 x 4 (``d_extra_blocks``; its 3 x 3 convolutions
+  give every 4 x 4 feature a view of the whole 8 x 8 image, so the class-specific
+  projection can see shapes rather than a bag of local strokes), ReLU, global sum
+  pooling, then ``linear(h) + <embed(y), h>`` (projection head). Spectral norm on
+  every convolution, linear layer and the class embedding; widths mirror the
+  generator's (``w = model.discriminator_dim[0]``).
+* **Optimizer**: Adam, betas (0.5, 0.999), the same ``model.lr`` for both networks
+  (:class:`ImageCGANOptions`). The demo uses ``lr`` 1e-3: at SNGAN's 2e-4 the
+  class-conditional gains start at 0 and move about ``lr`` per step, so a few hundred
+  CPU steps left the labels ignored (generated-class accuracy near chance).
 * **Loss**: hinge; optional R1 penalty ``model.r1_gamma / 2 * |grad D(x)|^2`` on
   *non-augmented* reals (``grid_sample`` in the augmentation has no double backward).
 * **Augmentation**: :class:`~synthgen.augmentation.DiscriminatorAugment`
