@@ -82,8 +82,12 @@ def expand_grid(params: Params, parent_run: str | None = None) -> list[GridPoint
     grid = params.sweep.grid
     if not grid:
         raise ConfigError("sweep.grid: empty; give at least one key, e.g. model.epochs: [50, 150]")
-    base = params.to_dict()
-    base.pop("sweep")
+    # only the keys the user set: fields left unset keep meaning "the family's default"
+    # (e.g. tabular_gan's batch capped at the data and its step budget instead of epochs)
+    base = json.loads(params.model_dump_json(by_alias=True, exclude_unset=True))
+    base.pop("sweep", None)
+    base.setdefault("output", {})
+    base.setdefault("tracking", {})
     root = sweep_dir(params)
     points = []
     for index, combo in enumerate(itertools.product(*grid.values())):

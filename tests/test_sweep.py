@@ -31,6 +31,17 @@ def test_grid_expands_in_order_with_own_output_dirs(tmp_path):
     assert all(p.params.tracking.parent_run == "abc" and p.params.sweep.grid == {} for p in points)
 
 
+def test_points_keep_unset_fields_unset(tmp_path):
+    """A key the user left out stays "the family's default" in every point (the project's
+    params.yaml leaves tabular_gan's batch_size and epochs unset on a 275-row table)."""
+    raw = tiny_params(tmp_path, None, sweep={"grid": {"model.seed": [0, 1]}})
+    raw["model"] = {"name": "tabular_gan"}
+    points = sweep.expand_grid(parse_params(raw))
+    for point in points:
+        assert point.params.model.model_fields_set == {"name", "seed"}
+    assert [p.params.model.seed for p in points] == [0, 1]
+
+
 @pytest.mark.parametrize("sweep_section, message", [
     ({"grid": {}}, "sweep.grid: empty"),
     ({"grid": {"model.epochs": [1, 0]}}, "point p01 {'model.epochs': 0}: model.epochs"),
