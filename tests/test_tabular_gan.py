@@ -222,3 +222,25 @@ def test_wide_mode_end_to_end(penguins, tmp_path, variant):
     model.save(tmp_path / "m")
     again = TabularGANSynthesizer.load(tmp_path / "m")
     assert _parquet(again.sample(30, seed=3)) == _parquet(model.sample(30, seed=3))
+
+
+def test_unset_epochs_become_the_step_budget_with_a_floor_of_passes():
+    """``model.epochs`` unset: 3000 steps' worth, at least 60 epochs; an explicit value stays."""
+    import pandas as pd
+
+    from synthgen.config import ModelConfig
+    from synthgen.data.schema import infer_schema
+    from synthgen.synthesizers.tabular_gan import MIN_EPOCHS, STEP_BUDGET, TabularGANSynthesizer
+    from tests.conftest import PENGUINS
+
+    schema = infer_schema(pd.read_csv(PENGUINS))
+
+    def resolved(rows, **model):
+        synth = TabularGANSynthesizer(schema, ModelConfig(name="tabular_gan", **model))
+        synth._resolve_config(rows)
+        return synth.config.epochs
+
+    assert resolved(275) == STEP_BUDGET  # one full batch of 270 rows per epoch
+    assert resolved(53_940) == MIN_EPOCHS  # 107 steps per epoch: 29 epochs would reach the budget
+    assert resolved(5_000) == 300  # 10 steps per epoch
+    assert resolved(53_940, epochs=5) == 5
