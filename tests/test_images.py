@@ -93,6 +93,7 @@ def _ada_run(data: ImageSet, steps: int) -> ImageCGANSynthesizer:
     return model.fit(data)
 
 
+@pytest.mark.slow  # 1.5-4.5 min of real ADA training
 @pytest.mark.xfail(strict=True, reason=(
     "not met yet: on 16 images p ended at 0.0 although the mean logged r_t (0.68) was above "
     "the 0.6 target - r_t flips around the target, and p follows the count of its signs, not "
