@@ -7,7 +7,6 @@ Run it with ``python -m pipelines.augment_flow --params params.yaml [--set k=v .
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow, task  # noqa: E402
 
 logging.getLogger("synthgen").setLevel(logging.INFO)
@@ -56,22 +56,15 @@ def augment_pipeline(
 
 
 def main(argv: list[str] | None = None) -> int:
-    from synthgen.errors import SynthgenError
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    parser.add_argument("--skip-train", action="store_true", help="use the model already in output.dir/model")
-    args = parser.parse_args(argv)
-    try:
-        load_params(args.params, args.overrides)  # bad config: exit 2 before Prefect starts
+    def run(args) -> int:
         manifest = augment_pipeline(args.params, args.overrides, args.skip_train)
-    except SynthgenError as exc:
-        print(f"synthgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"augment: {manifest['rows']}; lift: {manifest['benefit']}")
-    return 0
+        print(f"augment: {manifest['rows']}; lift: {manifest['benefit']}")
+        return 0
 
+    def extra(parser) -> None:
+        parser.add_argument("--skip-train", action="store_true", help="use the model already in output.dir/model")
+
+    return flow_main(__doc__.splitlines()[0], run, argv, extra=extra)
 
 if __name__ == "__main__":
     sys.exit(main())

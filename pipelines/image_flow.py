@@ -7,11 +7,11 @@ dispatches them to ``synthgen/images_pipeline.py`` on ``data.kind``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from typing import Any
 
 from pipelines.tabular_flow import generate, ingest, train, validate  # same tasks, same stage functions
+from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow
 
 from synthgen.config import load_params
@@ -32,24 +32,13 @@ def image_pipeline(params_file: str = "params.images.yaml", overrides: list[str]
 
 
 def main(argv: list[str] | None = None) -> int:
-    from synthgen.errors import SynthgenError
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.images.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    try:
-        params = load_params(args.params, args.overrides)  # bad config: exit 2 before Prefect starts
-        if params.data.kind != "image":
-            raise SynthgenError(f"{args.params}: data.kind is {params.data.kind!r}; this flow runs images")
+    def run(args) -> int:
         report = image_pipeline(args.params, args.overrides)
-    except SynthgenError as exc:
-        print(f"synthgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    metrics = {k: report["metrics"].get(k) for k in ("generated_class_accuracy", "fid_domain", "tstr_accuracy")}
-    print(f"verdict: {'passed' if report['passed'] else 'REJECTED'}; {metrics}")
-    return 0 if report["passed"] else 1
+        metrics = {k: report["metrics"].get(k) for k in ("generated_class_accuracy", "fid_domain", "tstr_accuracy")}
+        print(f"verdict: {'passed' if report['passed'] else 'REJECTED'}; {metrics}")
+        return 0 if report["passed"] else 1
 
+    return flow_main(__doc__.splitlines()[0], run, argv, default_params="params.images.yaml", kind="image")
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -13,7 +13,6 @@ frontier and the selection are :mod:`synthgen.sweep`.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -23,6 +22,7 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow, task  # noqa: E402
 
 logging.getLogger("synthgen").setLevel(logging.INFO)
@@ -95,26 +95,18 @@ def run_sweep(params_file: str = "params.yaml", overrides: list[str] | None = No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from synthgen.errors import SynthgenError
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    try:
+    def run(args) -> int:
         summary = run_sweep(args.params, args.overrides)
-    except SynthgenError as exc:
-        print(f"synthgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    best = summary["selected"]
-    print(f"sweep: {len(summary['rows'])} points -> {summary['files']['markdown']}")
-    if best is None:
-        print("no point satisfies sweep.select")
-        return 1
-    print(f"selected {best['point']}: " + ", ".join(f"{k}={best[k]}" for k in summary["grid"])
-          + f"; quality_score={best['quality_score']}, mia_auc={best['mia_auc']}")
-    return 0
+        best = summary["selected"]
+        print(f"sweep: {len(summary['rows'])} points -> {summary['files']['markdown']}")
+        if best is None:
+            print("no point satisfies sweep.select")
+            return 1
+        print(f"selected {best['point']}: " + ", ".join(f"{k}={best[k]}" for k in summary["grid"])
+              + f"; quality_score={best['quality_score']}, mia_auc={best['mia_auc']}")
+        return 0
 
+    return flow_main(__doc__.splitlines()[0], run, argv)
 
 if __name__ == "__main__":
     sys.exit(main())

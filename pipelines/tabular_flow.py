@@ -6,7 +6,6 @@ Without ``PREFECT_API_URL`` Prefect starts a temporary local server by itself.
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
 
+from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow, task  # noqa: E402
 from prefect.tasks import exponential_backoff  # noqa: E402
 
@@ -72,21 +72,12 @@ def tabular_pipeline(params_file: str = "params.yaml", overrides: list[str] | No
 
 
 def main(argv: list[str] | None = None) -> int:
-    from synthgen.errors import SynthgenError
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
-    args = parser.parse_args(argv)
-    try:
-        load_params(args.params, args.overrides)  # bad config: exit 2 before Prefect starts
+    def run(args) -> int:
         report = tabular_pipeline(args.params, args.overrides)
-    except SynthgenError as exc:
-        print(f"synthgen: error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(f"verdict: {'passed' if report['passed'] else 'REJECTED'}; metrics: {report['metrics']}")
-    return 0 if report["passed"] else 1
+        print(f"verdict: {'passed' if report['passed'] else 'REJECTED'}; metrics: {report['metrics']}")
+        return 0 if report["passed"] else 1
 
+    return flow_main(__doc__.splitlines()[0], run, argv)
 
 if __name__ == "__main__":
     sys.exit(main())
