@@ -194,7 +194,6 @@ def score_once(
         ``[{"model", "arm", "balanced_accuracy", "macro_f1", "minority_recall"}, ...]``
         (``minority_recall`` is None when the holdout has no minority row).
     """
-    from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
     from threadpoolctl import threadpool_limits
 
     real, synthetic, holdout = (f[f[target].notna()] for f in (real, synthetic, holdout))
@@ -212,7 +211,6 @@ def score_once(
 
     y_real, y_syn, y_ho = codes(real), codes(synthetic), codes(holdout)
     minority_code = index[discrete_keys(pd.Series([minority], dtype=object))[0]]
-    labels = np.unique(y_ho)
     train_sets = {
         "real": (x_real, y_real, False),
         "augmented": (np.vstack([x_real, x_syn]), np.concatenate([y_real, y_syn]), False),
@@ -226,15 +224,24 @@ def score_once(
                 warnings.simplefilter("ignore")
                 model.fit(x, y)
                 pred = model.predict(x_ho)
-                recall = (float(recall_score(y_ho, pred, labels=[minority_code], average="macro", zero_division=0))
-                          if (y_ho == minority_code).any() else None)
-                rows.append({
-                    "model": name, "arm": arm,
-                    "balanced_accuracy": float(balanced_accuracy_score(y_ho, pred)),
-                    "macro_f1": float(f1_score(y_ho, pred, labels=labels, average="macro", zero_division=0)),
-                    "minority_recall": recall,
-                })
+            rows.append({"model": name, "arm": arm, **holdout_scores(y_ho, pred, minority_code)})
     return rows
+
+
+def holdout_scores(y_true: np.ndarray, pred: np.ndarray, minority_code: int) -> dict[str, float | None]:
+    """:data:`METRICS` of predicted class codes on the holdout: balanced accuracy, macro-F1
+    over the classes present in ``y_true``, and the recall of ``minority_code`` (None when
+    the holdout has none of it)."""
+    from sklearn.metrics import balanced_accuracy_score, f1_score, recall_score
+
+    labels = np.unique(y_true)
+    recall = (float(recall_score(y_true, pred, labels=[minority_code], average="macro", zero_division=0))
+              if (y_true == minority_code).any() else None)
+    return {
+        "balanced_accuracy": float(balanced_accuracy_score(y_true, pred)),
+        "macro_f1": float(f1_score(y_true, pred, labels=labels, average="macro", zero_division=0)),
+        "minority_recall": recall,
+    }
 
 
 def summarize(records: list[dict[str, Any]], models: list[str]) -> dict[str, Any]:
@@ -317,7 +324,7 @@ def measure_benefit(
 
 
 # -- report ----------------------------------------------------------------------------
-def _counts_figure(classes: dict[str, dict[str, int]]):
+def _counts_figure(classes: dict[str, dict[str, int]], unit: str = "rows"):
     from synthgen.reporting import _pyplot
 
     plt = _pyplot()
@@ -329,8 +336,8 @@ def _counts_figure(classes: dict[str, dict[str, int]]):
     ax.bar(x, before, 0.6, label="real", color="#4C72B0")
     ax.bar(x, added, 0.6, bottom=before, label="synthetic", color="#DD8452")
     ax.set_xticks(x, [n[:14] for n in names], rotation=30, ha="right", fontsize=8)
-    ax.set_ylabel("rows")
-    ax.set_title("Training rows per class", fontsize=9)
+    ax.set_ylabel(unit)
+    ax.set_title(f"Training {unit} per class", fontsize=9)
     ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
@@ -361,18 +368,23 @@ def _scores_figure(benefit: dict[str, Any]):
     return fig
 
 
-def build_augment_report(manifest: dict[str, Any], benefit: dict[str, Any]) -> str:
-    """The self-contained HTML page of an augment run (figures inlined as PNG)."""
+def build_augment_report(manifest: dict[str, Any], benefit: dict[str, Any], extra_html: str = "") -> str:
+    """The self-contained HTML page of an augment run (figures inlined as PNG).
+
+    ``manifest["unit"]`` (default ``rows``) names what was added; ``extra_html`` goes
+    after the class counts (the image stage puts its sample grid there)."""
     from synthgen.reporting import _png, _table
 
+    unit = manifest.get("unit", "rows")
     parts = ["<h1>synthgen augmentation report</h1>",
              f"<p>Target <b>{html.escape(str(manifest['target']))}</b>, mode <b>{manifest['mode']}</b>, "
-             f"model <b>{html.escape(manifest['model'])}</b>, {manifest['rows']['synthetic']} synthetic rows "
-             f"added to {manifest['rows']['real']} real rows.</p>",
-             "<h2>Rows per class</h2>",
+             f"model <b>{html.escape(manifest['model'])}</b>, {manifest['rows']['synthetic']} synthetic {unit} "
+             f"added to {manifest['rows']['real']} real {unit}.</p>",
+             f"<h2>{unit.capitalize()} per class</h2>",
              _table([[c, v["before"], v["added"], v["after"]] for c, v in manifest["classes"].items()],
                     ["class", "real", "synthetic", "after"]),
-             f'<img alt="class counts" src="data:image/png;base64,{_png(_counts_figure(manifest["classes"]))}">',
+             f'<img alt="class counts" src="data:image/png;base64,{_png(_counts_figure(manifest["classes"], unit))}">',
+             extra_html,
              "<h2>Benefit on the holdout</h2>"]
     if not benefit.get("measured"):
         parts.append("<p>Not measured (<code>augment.benefit: false</code>).</p>")
@@ -428,6 +440,8 @@ def _check(params: Params, schema: TableSchema, train: pd.DataFrame) -> tuple[st
 def augment_stage(params: Params) -> dict[str, Any]:
     """Write the augmented train set, its manifest, the measured benefit and a report.
 
+    Image runs (``data.kind: image``) go to :func:`synthgen.augment_images.augment_images_stage`.
+
     Raises:
         ConfigError: ``data.target`` unset, not a column or not discrete; ``augment.minority``
             not a class.
@@ -436,9 +450,13 @@ def augment_stage(params: Params) -> dict[str, Any]:
     """
     import synthgen
     from synthgen import __version__
-    from synthgen.io import file_hash, params_hash, write_json, write_parquet, write_text
+    from synthgen.io import file_hash, write_json, write_parquet, write_text
     from synthgen.pipeline import Layout, _read_parquet, _tracker_for
 
+    if params.data.kind == "image":  # the class is the image's label: synthgen/augment_images.py
+        from synthgen.augment_images import augment_images_stage
+
+        return augment_images_stage(params)
     if params.data.target is None:
         raise ConfigError("data.target: required by the augment stage (the class column to rebalance or enlarge)")
     layout = Layout(params.out)
@@ -478,27 +496,49 @@ def augment_stage(params: Params) -> dict[str, Any]:
         "provenance_column": SOURCE_COLUMN,
         "columns": list(augmented.columns),
         "model": model.name,
-        "model_dir": layout.model.name,
-        "model_hash": file_hash(layout.model),
-        "seed": config.seed,
-        "sample_seconds": seconds,
-        "augment": config.model_dump(),
-        "params_hash": params_hash({k: v for k, v in params.to_dict().items() if k not in ("tracking", "output")}),
-        "source_data": str(params.data.path),
-        "source_data_hash": file_hash(params.data.path) if Path(params.data.path).is_file() else None,
-        "train_hash": file_hash(layout.train),
-        "holdout_hash": holdout_hash,
-        "holdout_used_for": "benefit test set only" if config.benefit else "nothing",
-        "augmented_hash": file_hash(out.augmented),
-        "benefit": {"file": out.benefit.name, "minority": _python(minority),
-                    **({m: benefit["overall"][m]["lift"] for m in METRICS} if benefit.get("measured") else {})},
+        **record_fields(params, layout.model, layout.train, holdout_hash, out.augmented, seconds, benefit,
+                        _python(minority)),
         "mlflow_run_id": tracker.run_id,
         "synthgen_version": __version__,
     }
     write_json(out.manifest, manifest)
     write_text(out.report, build_augment_report(manifest, benefit))
 
-    metrics: dict[str, float] = {"augment_synthetic_rows": len(synthetic), "augment_total_rows": len(augmented)}
+    log_augment(tracker, out, config, benefit, len(synthetic), len(augmented))
+    return manifest
+
+
+def record_fields(params: Params, model_dir: Path, train_path: Path, holdout_hash: str | None,
+                  augmented_path: Path, seconds: float, benefit: dict[str, Any], minority: Any) -> dict[str, Any]:
+    """The manifest entries an augment run records for tables and images alike: model,
+    seeds, params and source hashes, what the holdout was used for, the lift summary."""
+    from synthgen.io import file_hash, params_hash
+
+    config = params.augment
+    source = Path(params.data.path)
+    return {
+        "model_dir": model_dir.name,
+        "model_hash": file_hash(model_dir),
+        "seed": config.seed,
+        "sample_seconds": seconds,
+        "augment": config.model_dump(),
+        "params_hash": params_hash({k: v for k, v in params.to_dict().items() if k not in ("tracking", "output")}),
+        "source_data": str(params.data.path),
+        "source_data_hash": file_hash(source) if source.exists() else None,
+        "train_hash": file_hash(train_path),
+        "holdout_hash": holdout_hash,
+        "holdout_used_for": "benefit test set only" if config.benefit else "nothing",
+        "augmented_hash": file_hash(augmented_path),
+        "benefit": {"file": "benefit.json", "minority": minority,
+                    **({m: benefit["overall"][m]["lift"] for m in METRICS} if benefit.get("measured") else {})},
+    }
+
+
+def log_augment(tracker: Any, out: AugmentLayout, config: AugmentConfig, benefit: dict[str, Any],
+                n_synthetic: int, n_total: int) -> None:
+    """Log counts, lifts (mean/sd/min/max) and per-arm means, the config and the files of
+    an augment run to the pipeline's MLflow run, then end it."""
+    metrics: dict[str, float] = {"augment_synthetic_rows": n_synthetic, "augment_total_rows": n_total}
     if benefit.get("measured"):
         for metric in METRICS:
             overall = benefit["overall"][metric]["lift"]
@@ -516,4 +556,3 @@ def augment_stage(params: Params) -> dict[str, Any]:
             tracker.log_artifact(path, "augment")
     finally:
         tracker.end("FINISHED")
-    return manifest

@@ -14,6 +14,8 @@ Example::
     import synthgen
     ds = synthgen.load_dataset("outputs/demo/published")
     ds.data.head(); ds.manifest["validation"]["passed"]  # -> True
+    digits = synthgen.load_dataset("outputs/digits/published")  # an image run
+    digits.images.shape, digits.labels[:5]  # (N, 8, 8, 1) uint8, class names
 
 Conditions have one JSON-friendly form everywhere: ``{"col": value}`` for an exact
 value and ``{"col": {"low": a, "high": b}}`` (inclusive) for a numeric range.
@@ -29,8 +31,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
+from synthgen.data.images import ImageSet, read_image_folder
 from synthgen.errors import ConditionError, DataError, ModelError
 from synthgen.io import atomic_path, file_hash
 
@@ -300,14 +304,16 @@ class SyntheticDataset:
     """A loaded synthetic dataset.
 
     Attributes:
-        data: the synthetic table (tabular datasets).
+        data: the synthetic table (tabular datasets), or an
+            :class:`~synthgen.data.images.ImageSet` (image datasets: uint8 ``images``
+            N x H x W x C, ``labels`` indices into ``classes``).
         manifest: the run's manifest (generation facts plus the verdict); ``None`` only
             when loaded with ``allow_failed=True`` from a directory without one.
         datasheet: the text of ``DATASHEET.md``, or ``None`` when absent.
         path: the directory the dataset was read from.
     """
 
-    data: pd.DataFrame
+    data: pd.DataFrame | ImageSet
     manifest: dict[str, Any] | None
     datasheet: str | None
     path: Path
@@ -316,13 +322,34 @@ class SyntheticDataset:
     def passed(self) -> bool:
         return bool(self.manifest and self.manifest.get("validation", {}).get("passed"))
 
+    @property
+    def images(self) -> np.ndarray:
+        """The uint8 images (N x H x W x C) of an image dataset."""
+        return self._image_set().images
+
+    @property
+    def labels(self) -> np.ndarray:
+        """The class name of every image of an image dataset."""
+        data = self._image_set()
+        return np.array(data.classes, dtype=object)[data.labels]
+
+    def _image_set(self) -> ImageSet:
+        if not isinstance(self.data, ImageSet):
+            raise TypeError(f"{self.path}: a tabular dataset; its rows are in .data")
+        return self.data
+
 
 def _load_table(directory: Path, manifest: dict[str, Any]) -> pd.DataFrame:
     return pd.read_parquet(directory / manifest.get("synthetic", DEFAULT_SYNTHETIC))
 
 
-# manifest "kind" -> reader of the data file it names; an image family adds its reader here
-LOADERS = {"tabular": _load_table}
+def _load_image_folder(directory: Path, manifest: dict[str, Any]) -> ImageSet:
+    channels = (manifest.get("image_shape") or [0, 0, 1])[-1]
+    return read_image_folder(directory / manifest.get("synthetic", "synthetic"), list(manifest["classes"]), channels)
+
+
+# manifest "kind" -> reader of the data file it names
+LOADERS = {"tabular": _load_table, "image": _load_image_folder}
 
 
 def load_dataset(path: str | Path, allow_failed: bool = False) -> SyntheticDataset:

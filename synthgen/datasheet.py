@@ -84,7 +84,6 @@ def render_datasheet(
     family = manifest.get("model") or model_meta.get("name", "?")
     epochs = config.get("epochs")
     epochs_run = extra.get("epochs_run", epochs)
-    checks = {c["name"]: c for c in report.get("checks", [])}
     metrics = report.get("metrics", {})
     privacy_lines, dp = _privacy_lines(manifest)
     generator = manifest.get("generator") or {}
@@ -124,17 +123,7 @@ def render_datasheet(
         out.append(f"A privacy filter dropped {dropped} synthetic rows too close to a training row.")
     out.append("")
 
-    out += ["## Validation", "", "| metric | value | threshold | passed | meaning |", "| --- | --- | --- | --- | --- |"]
-    for name in KEY_METRICS:
-        if name not in metrics:
-            continue
-        check = checks.get(name)
-        bound = f"{'≥' if check.get('kind') == 'min' else '≤'} {_fmt(check['threshold'])}" if check else "—"
-        out.append(f"| {name} | {_fmt(metrics[name])} | {bound} | {_fmt(check['passed']) if check else '—'} | {_MEANING[name]} |")
-    for name, check in checks.items():
-        if name not in KEY_METRICS:
-            bound = f"{'≥' if check.get('kind') == 'min' else '≤'} {_fmt(check['threshold'])}"
-            out.append(f"| {name} | {_fmt(check['value'])} | {bound} | {_fmt(check['passed'])} | a gate of the verdict |")
+    out += ["## Validation", "", *_validation_table(report, KEY_METRICS, _MEANING)]
     missing = [m for m in KEY_METRICS if m not in metrics]
     if missing:
         out += ["", f"Not measured in this run: {', '.join(missing)}."]
@@ -166,4 +155,107 @@ def render_datasheet(
     if "tstr_ratio" not in metrics:
         out.append("- Downstream utility was not measured (no `data.target`).")
     out.append("")
+    return "\n".join(out)
+
+
+# -- image datasets ----------------------------------------------------------------------
+IMAGE_KEY_METRICS = ("generated_class_accuracy", "fid_domain", "kid_domain", "tstr_accuracy", "real_accuracy",
+                     "exact_copy_rate", "memorization_ratio")
+_IMAGE_MEANING = {
+    "generated_class_accuracy": "share of images generated for class k that the judge CNN calls k (chance = 1/classes)",
+    "fid_domain": "Fréchet distance of judge-CNN features, synthetic vs train (0 is ideal; compare with the "
+                  "holdout baseline in validation.json)",
+    "kid_domain": "kernel (MMD) distance of the same features (0 is ideal)",
+    "tstr_accuracy": "holdout accuracy of a CNN trained on the synthetic images only",
+    "real_accuracy": "holdout accuracy of the judge, trained on the real train split (the reference)",
+    "exact_copy_rate": "share of synthetic images byte-identical to a training image",
+    "memorization_ratio": "median pixel distance to the nearest train image, synthetic / holdout (about 1 is "
+                          "ideal; well below 1 suggests copying)",
+}
+
+
+def _validation_table(report: dict[str, Any], keys: tuple[str, ...], meaning: dict[str, str]) -> list[str]:
+    """The Markdown table of the key metrics (with their gate) and of every other gate."""
+    checks = {c["name"]: c for c in report.get("checks", [])}
+    metrics = report.get("metrics", {})
+
+    def bound(check: dict[str, Any]) -> str:
+        return f"{'≥' if check.get('kind') == 'min' else '≤'} {_fmt(check['threshold'])}"
+
+    out = ["| metric | value | threshold | passed | meaning |", "| --- | --- | --- | --- | --- |"]
+    for name in keys:
+        if name in metrics:
+            check = checks.get(name)
+            out.append(f"| {name} | {_fmt(metrics[name])} | {bound(check) if check else '—'} | "
+                       f"{_fmt(check['passed']) if check else '—'} | {meaning[name]} |")
+    for name, check in checks.items():
+        if name not in keys:
+            out.append(f"| {name} | {_fmt(check['value'])} | {bound(check)} | {_fmt(check['passed'])} | "
+                       "a gate of the verdict |")
+    return out
+
+
+def render_image_datasheet(manifest: dict[str, Any], schema: Any, model_meta: dict[str, Any],
+                           report: dict[str, Any]) -> str:
+    """The Markdown datasheet of one validated synthetic image dataset.
+
+    Args:
+        manifest: the run's manifest (``generation.json`` plus ``validation``).
+        schema: the :class:`~synthgen.data.images.ImageSchema` from ingest.
+        model_meta: the saved model's ``synthesizer.json`` (``{}`` when unknown).
+        report: the validation report (``metrics``, ``checks``, ``details``).
+    """
+    verdict = manifest.get("validation") or {}
+    passed = bool(verdict.get("passed"))
+    config = model_meta.get("config") or {}
+    extra = model_meta.get("extra") or {}
+    n_train = sum(schema.counts.get("train", {}).values())
+    epochs, epochs_run = config.get("epochs"), extra.get("epochs_run", config.get("epochs"))
+    shape = manifest.get("image_shape") or [schema.image_size, schema.image_size, schema.channels]
+    augment = manifest.get("augment") or {}
+    status = "PASSED" if passed else f"REJECTED (failed: {', '.join(verdict.get('failed_checks') or []) or '?'})"
+    folder = manifest.get("synthetic", "synthetic")
+
+    out = [f"# Datasheet: synthetic images from `{manifest.get('source_data', '?')}`", "",
+           f"**Verdict: {status}.** {manifest.get('rows', '?')} synthetic images of {shape[0]}×{shape[1]}×{shape[2]} "
+           f"in `{folder}/` (one folder per class, index `{folder}/labels.csv`; sha256 of the folder "
+           f"`{manifest.get('synthetic_hash', '?')}`), made by synthgen {manifest.get('synthgen_version', '?')}.", ""]
+    out += ["## Source", "",
+            f"- data: `{manifest.get('source_data', '?')}` (sha256 `{manifest.get('source_data_hash') or 'unknown'}`)",
+            f"- images used for training: {n_train}; a stratified holdout of "
+            f"{sum(schema.counts.get('holdout', {}).values())} images was never trained on and serves only for scoring",
+            f"- resized to {schema.image_size}×{schema.image_size}, {schema.channels} channel(s)", ""]
+    out += ["## Classes", "", "| class | train images | synthetic images |", "| --- | --- | --- |"]
+    synthetic_counts = manifest.get("counts") or {}
+    out += [f"| {_cell(c)} | {schema.counts.get('train', {}).get(c, 0)} | {synthetic_counts.get(c, 0)} |"
+            for c in schema.classes]
+    out.append("")
+    out += ["## Model", "",
+            f"- family: `{manifest.get('model') or model_meta.get('name', '?')}` (class-conditional GAN)",
+            f"- epochs: {epochs if epochs is not None else '?'} configured, {epochs_run if epochs_run is not None else '?'} run",
+            f"- discriminator augmentation: {augment.get('mode', '?')}"
+            + (f" (final ADA p {_fmt(augment.get('ada_p'))})" if augment.get("ada_p") is not None else ""),
+            f"- seed: {config.get('seed', '?')} (generation seed {manifest.get('seed', '?')})",
+            f"- training time: {_fmt(manifest.get('train_seconds'))} s",
+            f"- MLflow run: `{manifest.get('mlflow_run_id') or 'not tracked'}`"]
+    if manifest.get("conditions"):
+        out.append(f"- generated under conditions: `{manifest['conditions']}` (not the whole class mix)")
+    out.append("")
+    out += ["## Privacy", "", "No differential privacy: `image_cgan` trains without a formal guarantee.", ""]
+    out += ["## Validation", "", *_validation_table(report, IMAGE_KEY_METRICS, _IMAGE_MEANING), "",
+            "The judge is a small CNN trained on the real train split (no downloaded weights), so FID/KID here are "
+            "*domain* figures: comparable between runs on the same data, not with published Inception FIDs.",
+            f"Full figures: `{verdict.get('file', 'validation.json')}` and `report.html` of the run.", ""]
+    out += ["## Intended use", "",
+            "- prototyping and testing image pipelines, sharing the look of a class where the real images cannot "
+            "be shared;",
+            "- augmenting or pre-training classifiers, with final evaluation always on real images "
+            "(`synthgen augment` measures whether it helps);",
+            "- not as evidence about the real images beyond what the figures above show.", ""]
+    out += ["## Known limits", "",
+            f"- A GAN trained on {n_train} images for {epochs_run if epochs_run is not None else '?'} epochs: it "
+            "reproduces what the judge CNN sees; fine detail, rare styles and the diversity within a class are "
+            "reproduced less faithfully, and every figure is an estimate with sampling noise.",
+            "- Without differential privacy a GAN can memorise training images. Exact copies and nearest-neighbour "
+            "distances bound nothing; they only show that this draw did not leak in those measured ways.", ""]
     return "\n".join(out)

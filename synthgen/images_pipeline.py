@@ -17,7 +17,8 @@ and the Prefect flow run images through the same commands as tables. Outputs und
 | ``generation.json`` | generate | images, seed, conditions, hashes, run id |
 | ``validation.json`` | validate | ``{"passed", "metrics", "checks", "details"}`` |
 | ``manifest.json``, ``report.html`` | validate | the record a consumer reads; the trust report |
-| ``published/`` | validate | ``synthetic/``, manifest and report - only when the verdict passed |
+| ``DATASHEET.md`` | validate | source, classes, model, verdict and key figures, intended use, limits |
+| ``published/`` | validate | ``synthetic/``, manifest, report and datasheet - only when the verdict passed |
 
 Metrics come from :func:`synthgen.validation.images.image_report` (domain FID/KID,
 generated-class accuracy, TSTR, precision/recall/density/coverage, memorization) and
@@ -43,12 +44,13 @@ import pandas as pd
 
 from synthgen import __version__
 from synthgen.config import Params, ValidateConfig
+from synthgen.datasheet import IMAGE_KEY_METRICS, render_image_datasheet
 from synthgen.data.images import (
     ImageSchema, ingest_images, load_images, read_image_folder, save_images, write_image_folder,
 )
 from synthgen.errors import ConfigError
 from synthgen.io import atomic_path, file_hash, params_hash, write_json, write_text
-from synthgen.pipeline import Layout, _tracker_for
+from synthgen.pipeline import Layout, _model_meta, _tracker_for
 from synthgen.tracking import make_tracker
 
 log = logging.getLogger(__name__)
@@ -177,6 +179,7 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "image_shape": list(images.shape[1:]),
         "classes": model.classes_,
         "counts": {name: int(n) for name, n in zip(model.classes_, np.bincount(labels, minlength=len(model.classes_)))},
+        "synthetic": layout.synthetic_dir.name,
         "files": f"{layout.synthetic_dir.name}/labels.csv",
         "schema": layout.schema.name,
         "model": IMAGE_MODEL,
@@ -245,16 +248,18 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
         "passed": report["passed"], "file": layout.validation.name,
         "failed_checks": [c["name"] for c in report["checks"] if not c["passed"]],
         **{k: report["metrics"].get(k) for k in ("generated_class_accuracy", "fid_domain")},
+        "key_metrics": {k: report["metrics"].get(k) for k in IMAGE_KEY_METRICS},
     }
     write_json(layout.manifest, manifest)
+    write_text(layout.datasheet, render_image_datasheet(manifest, schema, _model_meta(layout), report))
     grid = sample_grid(generated.images, generated.labels)
     real_grid = sample_grid(train.images, train.labels)
     losses = pd.read_csv(layout.losses) if layout.losses.is_file() else None
     write_text(layout.report, build_image_report(report, grid, real_grid, losses, manifest))
     if report["passed"]:
         publish(layout)
-    tracker.log_artifact(layout.manifest)
-    tracker.log_artifact(layout.report)
+    for artifact in (layout.manifest, layout.report, layout.datasheet):
+        tracker.log_artifact(artifact)
     tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})
     tracker.end("FINISHED")
     log.info("validate: %s (generated_class_accuracy=%s, fid_domain=%s)",
@@ -264,11 +269,11 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
 
 
 def publish(layout: ImageLayout) -> Path:
-    """Copy ``synthetic/``, the manifest and the report to ``published/`` (replaced atomically)."""
+    """Copy ``synthetic/``, the manifest, the report and the datasheet to ``published/`` (replaced atomically)."""
     with atomic_path(layout.published) as tmp:
         tmp.mkdir()
         shutil.copytree(layout.synthetic_dir, tmp / layout.synthetic_dir.name)
-        for source in (layout.manifest, layout.report):
+        for source in (layout.manifest, layout.report, layout.datasheet):
             shutil.copy2(source, tmp / source.name)
     log.info("published -> %s", layout.published)
     return layout.published

@@ -38,6 +38,8 @@ to the holdout. Splits are saved as ``data/train.npz`` and ``data/holdout.npz``
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import logging
 from dataclasses import dataclass, field
@@ -327,8 +329,11 @@ def write_image_folder(directory: str | Path, images: np.ndarray, labels: np.nda
             arr = image[..., 0] if image.shape[-1] == 1 else image
             Image.fromarray(arr, mode="L" if image.shape[-1] == 1 else "RGB").save(tmp / rel)
             rows.append({"file": rel, "label": int(label), "class": classes[label]})
-        lines = ["file,label,class"] + [f"{r['file']},{r['label']},{r['class']}" for r in rows]
-        (tmp / "labels.csv").write_text("\n".join(lines) + "\n")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")  # quotes class names with commas or quotes
+        writer.writerow(["file", "label", "class"])
+        writer.writerows([r["file"], r["label"], r["class"]] for r in rows)
+        (tmp / "labels.csv").write_text(buffer.getvalue())
     return rows
 
 
@@ -340,8 +345,12 @@ def read_image_folder(directory: str | Path, classes: list[str], channels: int) 
         raise DataError(f"{index}: not found; run the generate stage first")
     lookup = {name: i for i, name in enumerate(classes)}
     images, labels = [], []
-    for line in index.read_text().splitlines()[1:]:
-        rel, _, name = line.split(",", 2)
+    with open(index, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for row in rows:
+        rel, name = row.get("file"), row.get("class")
+        if rel is None or name is None:
+            raise DataError(f"{index}: needs the columns file and class")
         if name not in lookup:
             raise DataError(f"{index}: class {name!r} is not one of the training classes")
         img = _open(directory / rel)

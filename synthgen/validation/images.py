@@ -316,7 +316,8 @@ def _transformations(x, square: bool):
     return torch.cat(views), y
 
 
-def train_classifier(x, y, classes: int, *, steps: int, seed: int, batch_size: int = BATCH_SIZE):
+def train_classifier(x, y, classes: int, *, steps: int, seed: int, batch_size: int = BATCH_SIZE,
+                     class_weight=None):
     """Train a fresh :class:`SmallCNN` for ``steps`` Adam steps (lr 1e-3) on (x, y).
 
     Args:
@@ -326,6 +327,8 @@ def train_classifier(x, y, classes: int, *, steps: int, seed: int, batch_size: i
         steps: optimizer steps; batches are drawn epoch by epoch from seeded permutations.
         seed: seeds the initial weights (``seed``) and the batch order (``seed + 1``).
         batch_size: default 64.
+        class_weight: optional (classes,) float tensor weighting the cross-entropy per class
+            (e.g. inverse class frequencies); default None (unweighted).
 
     Returns:
         The trained network, in eval mode.
@@ -340,7 +343,7 @@ def train_classifier(x, y, classes: int, *, steps: int, seed: int, batch_size: i
             perm, pos = torch.randperm(len(x), generator=order_gen), 0
         idx = perm[pos:pos + batch_size].to(x.device)
         pos += batch_size
-        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx])
+        loss = torch.nn.functional.cross_entropy(net(x[idx]), y[idx], weight=class_weight)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -1,0 +1,150 @@
+"""Augmenting an image training set, and consuming a published image dataset.
+
+One real (tiny) image pipeline run per module on an imbalanced 5-class slice of the
+digits - ingest, train, generate, validate through the CLI - then the augment stage
+and ``synthgen.load_dataset`` against its real files and MLflow store.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow import MlflowClient
+
+import synthgen
+from synthgen.consume import SyntheticDataset
+from synthgen.data.images import DIGITS, read_images
+from synthgen.errors import DataError
+from synthgen.io import file_hash
+from tests.conftest import write_params
+
+MINORITY = "4"  # the rare class of the slice: 12 images before the split
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "synthgen", *args], capture_output=True, text=True)
+
+
+@pytest.fixture(scope="module")
+def image_run(tmp_path_factory, mlflow_template):
+    """Params file, output dir and MLflow URI of one finished image pipeline run."""
+    root = tmp_path_factory.mktemp("image-augment")
+    db = root / "mlflow.db"
+    shutil.copy(mlflow_template, db)
+    digits = read_images(DIGITS, 8)
+    rng = np.random.default_rng(0)
+    keep = np.concatenate([rng.choice(np.flatnonzero(digits.labels == c), 12 if c == 4 else 60, replace=False)
+                           for c in range(5)])
+    np.savez(root / "digits.npz", images=digits.images[keep][..., 0], labels=digits.labels[keep])
+    params = {
+        "data": {"path": str(root / "digits.npz"), "kind": "image", "image_size": 8, "holdout": 0.25},
+        "model": {"name": "image_cgan", "epochs": 3, "batch_size": 32, "device": "cpu", "generator_dim": [8],
+                  "discriminator_dim": [8], "embedding_dim": 16, "augment": "diffaugment", "lr": 1e-3},
+        "generate": {"rows": 50},
+        "validate": {"min": {"real_accuracy": 0.0}, "max": {"exact_copy_rate": 1.0}},
+        "augment": {"mode": "rebalance", "ratio": 1.0, "seeds": 2, "seed": 7},
+        "tracking": {"uri": f"sqlite:///{db}", "experiment": "images"},
+        "output": {"dir": str(root / "out")},
+    }
+    path = write_params(root / "params.yaml", params)
+    result = _cli("run", "--params", str(path))
+    assert result.returncode == 0, result.stderr[-2000:]
+    return {"params": path, "out": root / "out", "uri": params["tracking"]["uri"], "root": root}
+
+
+def test_augment_rebalances_images_into_a_separate_folder_and_measures_the_benefit(image_run):
+    out = image_run["out"]
+    holdout_before = file_hash(out / "data" / "holdout.npz")
+    result = _cli("augment", "--params", str(image_run["params"]))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "synthetic images added" in result.stdout
+
+    manifest = json.loads((out / "augment" / "manifest.json").read_text())
+    schema = json.loads((out / "schema.json").read_text())
+    train_counts = schema["counts"]["train"]
+    majority = max(train_counts.values())
+    assert manifest["kind"] == "image" and manifest["unit"] == "images"
+    for name, row in manifest["classes"].items():  # every class lifted exactly to the majority count
+        assert row["before"] == train_counts[name] and row["after"] == majority
+        assert row["added"] == majority - train_counts[name]
+    assert manifest["classes"][MINORITY]["added"] > 0
+
+    # separate folders plus one index with a source column; the holdout untouched
+    images = out / "augment" / "images"
+    with open(images / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == manifest["rows"]["total"] == sum(train_counts.values()) + manifest["rows"]["synthetic"]
+    for source in ("real", "synthetic"):
+        listed = [r for r in rows if r["source"] == source]
+        assert all(r["file"].startswith(f"{source}/") and (images / r["file"]).is_file() for r in listed)
+        assert len(list((images / source).rglob("*.png"))) == len(listed)
+    synthetic_per_class = {name: sum(r["class"] == name for r in rows if r["source"] == "synthetic")
+                           for name in train_counts}
+    assert synthetic_per_class == {name: row["added"] for name, row in manifest["classes"].items()}
+    assert file_hash(out / "data" / "holdout.npz") == holdout_before == manifest["holdout_hash"]
+    assert manifest["augmented_hash"] == file_hash(images)
+
+    benefit = json.loads((out / "augment" / "benefit.json").read_text())
+    assert benefit["measured"] and benefit["minority"] == MINORITY
+    assert {(r["seed"], r["arm"]) for r in benefit["records"]} == {(s, a) for s in (0, 1)
+                                                                   for a in ("real", "augmented", "reweighted")}
+    assert all(0 <= r["balanced_accuracy"] <= 1 for r in benefit["records"])
+    lift = benefit["models"]["small_cnn"]["balanced_accuracy"]["lift"]
+    assert lift["n"] == 2 and lift["sd"] is not None
+    assert manifest["benefit"]["balanced_accuracy"] == benefit["overall"]["balanced_accuracy"]["lift"]
+    report = (out / "augment" / "report.html").read_text()
+    assert "synthetic images added" in report.lower()
+    assert report.count("data:image/png;base64") >= 3  # class counts, synthetic grid, scores
+
+    run = MlflowClient(tracking_uri=image_run["uri"]).get_run(manifest["mlflow_run_id"])
+    assert run.data.metrics["augment_synthetic_rows"] == manifest["rows"]["synthetic"]
+    assert "augment_lift_balanced_accuracy_mean" in run.data.metrics
+
+
+def test_augment_images_names_a_bad_minority_class(image_run):
+    result = _cli("augment", "--params", str(image_run["params"]), "--set", "augment.minority=cat",
+                  "--set", "augment.benefit=false")
+    assert result.returncode == 2
+    assert "augment.minority" in result.stderr and "'cat'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_load_dataset_returns_published_images_with_manifest_and_datasheet(image_run, tmp_path):
+    published = image_run["out"] / "published"
+    ds = synthgen.load_dataset(published)
+    assert ds.passed and ds.manifest["kind"] == "image"
+    assert ds.images.shape == (50, 8, 8, 1) and ds.images.dtype == np.uint8
+    counts = ds.manifest["counts"]
+    assert {name: int((ds.labels == name).sum()) for name in counts} == counts
+    assert ds.datasheet.startswith("# Datasheet: synthetic images")
+    for needle in ("Verdict: PASSED", "generated_class_accuracy", "## Intended use", "## Known limits",
+                   "| 4 |"):
+        assert needle in ds.datasheet
+
+    # bytes changed after validation: refused
+    tampered = tmp_path / "tampered"
+    shutil.copytree(published, tampered)
+    first = next((tampered / "synthetic").rglob("*.png"))
+    first.write_bytes(first.read_bytes() + b"\0")
+    with pytest.raises(DataError, match="does not match"):
+        synthgen.load_dataset(tampered)
+
+    # a failed verdict: refused unless asked
+    failed = tmp_path / "failed"
+    shutil.copytree(published, failed)
+    manifest = json.loads((failed / "manifest.json").read_text())
+    manifest["validation"].update(passed=False, failed_checks=["generated_class_accuracy"])
+    (failed / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(DataError, match="validation failed"):
+        synthgen.load_dataset(failed)
+    assert synthgen.load_dataset(failed, allow_failed=True).images.shape == (50, 8, 8, 1)
+
+    with pytest.raises(TypeError, match="tabular"):
+        SyntheticDataset(pd.DataFrame({"a": [1]}), {}, None, tmp_path).images
