@@ -13,6 +13,12 @@ run interleaved per seed, so background load hits them alike.
 
     .venv/bin/python bench/images_augment.py --seeds 3 --threads 1 --json /tmp/images_augment.json
 
+or split over two cores and merged:
+
+    .venv/bin/python bench/images_augment.py --seeds 2 --json /tmp/ia0.json &
+    .venv/bin/python bench/images_augment.py --seeds 2 --first-seed 2 --json /tmp/ia2.json; wait
+    .venv/bin/python bench/images_augment.py --merge /tmp/ia0.json /tmp/ia2.json
+
 Prints a Markdown table (``fid_domain``, ``kid_domain``, ``generated_class_accuracy``,
 final ADA ``p``: mean +- sample sd over seeds) for BENCHMARKS.md.
 """
@@ -51,7 +57,7 @@ def run(args: argparse.Namespace) -> list[dict]:
     judge = fit_judge(train.images, train.labels, seed=0)  # one judge scores every run: comparable figures
     print(f"judge fitted in {judge.seconds:.0f}s", flush=True)
     rows = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for mode in args.modes:
             cfg = ModelConfig(name="image_cgan", epochs=epochs, batch_size=args.batch, device="cpu", seed=seed,
                               generator_dim=[args.width], discriminator_dim=[args.width], augment=mode,
@@ -92,6 +98,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fraction", type=float, default=0.1, help="share of the train split trained on (0.1)")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1 "
+                        "(split seeds over processes, then --merge their --json files)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="print the table of runs saved by earlier --json runs, and exit")
     parser.add_argument("--modes", nargs="+", default=["none", "diffaugment", "ada"])
     parser.add_argument("--size", type=int, default=8, help="image side in pixels (8 = the digits' own)")
     parser.add_argument("--steps", type=int, default=800, help="optimizer steps per run (800)")
@@ -104,6 +114,11 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="write every run's figures here")
     args = parser.parse_args()
+    if args.merge:
+        rows = [row for path in args.merge for row in json.load(open(path))["runs"]]
+        print(table(rows, args.modes))
+        print(f"baseline (holdout scored as if generated): fid_domain {rows[0]['baseline_fid_domain']:.3f}")
+        return
     torch.set_num_threads(args.threads)
     tick = time.perf_counter()
     rows = run(args)
