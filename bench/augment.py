@@ -10,6 +10,12 @@ and a seeded subsample of ``--malignant`` (default 40) of the 212 malignant rows
 the minority class is about 10%. The target column is ``diagnosis``
 (``benign`` / ``malignant``). Nothing is downloaded.
 
+``--digits PATH.npz`` writes an *imbalanced derivative* of scikit-learn's bundled 8x8
+digits (1,797 images, 10 classes; UCI ML repository, CC BY 4.0; shipped with
+scikit-learn, BSD-3-Clause): every image of every class except ``--digit`` (default 8),
+of which a seeded ``--keep`` (default 18, about 10% of a class) stay. It is an ``.npz``
+with ``images`` and ``labels``, the image ingest's input (``data.path``).
+
 ``--table BENEFIT_JSON`` prints the per-model summary of an augment run's
 ``augment/benefit.json`` as a Markdown table (the form BENCHMARKS.md quotes).
 
@@ -17,6 +23,7 @@ Examples::
 
     .venv/bin/python bench/augment.py --breast-cancer /tmp/bc_imbalanced.csv --malignant 40 --seed 0
     .venv/bin/python bench/augment.py --table outputs/augment-penguins/augment/benefit.json
+    .venv/bin/python bench/augment.py --digits /tmp/digits_imbalanced.npz --digit 8 --keep 18
 """
 
 from __future__ import annotations
@@ -39,6 +46,18 @@ def breast_cancer_imbalanced(malignant: int = 40, seed: int = 0) -> pd.DataFrame
     keep = np.sort(np.concatenate([np.flatnonzero(frame["diagnosis"] == "benign"),
                                    rng.choice(sick, malignant, replace=False)]))
     return frame.iloc[keep].reset_index(drop=True)
+
+
+def digits_imbalanced(digit: int = 8, keep: int = 18, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(images N x 8 x 8 uint8, labels): all digits, but only ``keep`` seeded images of ``digit``."""
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    images = np.clip(np.rint(data.images * 255 / 16), 0, 255).astype(np.uint8)
+    rng = np.random.default_rng(seed)
+    rare = np.flatnonzero(data.target == digit)
+    index = np.sort(np.concatenate([np.flatnonzero(data.target != digit), rng.choice(rare, keep, replace=False)]))
+    return images[index], data.target[index]
 
 
 def markdown_table(benefit: dict) -> str:
@@ -67,7 +86,15 @@ def main() -> None:
     parser.add_argument("--table", metavar="BENEFIT_JSON", help="print benefit.json as a Markdown table")
     parser.add_argument("--malignant", type=int, default=40, help="malignant rows kept (default 40)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
+    parser.add_argument("--digits", metavar="PATH", help="imbalanced digits .npz to write")
+    parser.add_argument("--digit", type=int, default=8, help="the rare digit (default 8)")
+    parser.add_argument("--keep", type=int, default=18, help="images of the rare digit kept (default 18)")
     args = parser.parse_args()
+    if args.digits:
+        images, labels = digits_imbalanced(args.digit, args.keep, args.seed)
+        np.savez(args.digits, images=images, labels=labels)
+        print(f"{args.digits}: {len(images)} images; digit {args.digit}: {args.keep} "
+              f"({args.keep / len(images):.1%})")
     if args.table:
         import json
         from pathlib import Path

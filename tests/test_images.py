@@ -5,14 +5,10 @@ Tiny networks (width 8-16, 8 x 8 digits), a few steps each, real training throug
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 import torch
-from mlflow import MlflowClient
 
 import synthgen
 from synthgen.augmentation import DiscriminatorAugment
@@ -21,7 +17,6 @@ from synthgen.data.images import DIGITS, ImageSet, ingest_images, read_images, s
 from synthgen.errors import ConditionError, DataError
 from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
 from synthgen.training.callbacks import Callback
-from tests.conftest import write_params
 
 torch.set_num_threads(1)
 
@@ -242,47 +237,4 @@ def test_split_is_stratified_and_seeded(digits):
     assert np.allclose(share, 0.2, atol=0.02)
 
 
-# -- the pipeline through the CLI -------------------------------------------------------------------
-@pytest.mark.slow  # 1-4 min on the shared 2-core box (subprocess, MLflow, the judge's training)
-def test_image_pipeline_end_to_end_via_cli(tmp_path, mlflow_uri, digits):
-    rng = np.random.default_rng(0)
-    pick = rng.choice(len(digits), 150, replace=False)
-    np.savez(tmp_path / "digits.npz", images=digits.images[pick][..., 0], labels=digits.labels[pick])
-    params = {
-        "data": {"path": str(tmp_path / "digits.npz"), "kind": "image", "image_size": 8},
-        "model": {"name": "image_cgan", "epochs": 2, "batch_size": 32, "device": "cpu", "generator_dim": [8],
-                  "discriminator_dim": [8], "embedding_dim": 16, "augment": "ada", "ada_kimg": 1.0},
-        "generate": {"rows": 60},
-        "validate": {"min": {"real_accuracy": 0.0}, "max": {"exact_copy_rate": 1.0}},
-        "tracking": {"uri": mlflow_uri},
-        "output": {"dir": str(tmp_path / "out")},
-    }
-    path = write_params(tmp_path / "params.yaml", params)
-    result = subprocess.run([sys.executable, "-m", "synthgen", "run", "--params", str(path)],
-                            capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-2000:]
-    out = tmp_path / "out"
-    schema = json.loads((out / "schema.json").read_text())
-    assert schema["kind"] == "image" and schema["image_size"] == 8 and len(schema["classes"]) == 10
-    labels = (out / "synthetic" / "labels.csv").read_text().splitlines()
-    assert labels[0] == "file,label,class" and len(labels) == 61
-    first = labels[1].split(",")[0]
-    assert (out / "synthetic" / first).is_file()
-    report = json.loads((out / "validation.json").read_text())
-    assert report["passed"] and 0 <= report["metrics"]["generated_class_accuracy"] <= 1
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["rows"] == 60 and manifest["validation"]["passed"]
-    assert (out / "published" / "synthetic" / "labels.csv").is_file()
-    assert "data:image/png;base64" in (out / "report.html").read_text()
-    client = MlflowClient(tracking_uri=mlflow_uri)
-    run = client.get_run(manifest["mlflow_run_id"])
-    assert run.info.status == "FINISHED" and run.data.tags["synthgen.verdict"] == "passed"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "ada_p")] == [0, 1]
-    assert "generated_class_accuracy" in run.data.metrics
-    samples = {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
-    assert "samples/epoch-00002.png" in samples
-    # a bad image folder is one line on stderr and exit 2
-    bad = write_params(tmp_path / "bad.yaml", {**params, "data": {**params["data"], "path": str(tmp_path / "nope")}})
-    failed = subprocess.run([sys.executable, "-m", "synthgen", "ingest", "--params", str(bad)],
-                            capture_output=True, text=True)
-    assert failed.returncode == 2 and "nope: not found" in failed.stderr and "Traceback" not in failed.stderr
+# (the pipeline through the CLI and the Prefect flows: tests/test_image_pipeline.py)

@@ -1,8 +1,9 @@
-"""Augmenting an image training set, and consuming a published image dataset.
+"""The image pipeline end to end: CLI, Prefect flows, augmentation, consuming the dataset.
 
 One real (tiny) image pipeline run per module on an imbalanced 5-class slice of the
-digits - ingest, train, generate, validate through the CLI - then the augment stage
-and ``synthgen.load_dataset`` against its real files and MLflow store.
+digits - ingest, train, generate, validate through the CLI - then the augment stage,
+``synthgen.load_dataset`` and the datasheet against its real files and MLflow store;
+the image and augment Prefect flows run once more on a copy.
 """
 
 from __future__ import annotations
@@ -45,9 +46,9 @@ def image_run(tmp_path_factory, mlflow_template):
     np.savez(root / "digits.npz", images=digits.images[keep][..., 0], labels=digits.labels[keep])
     params = {
         "data": {"path": str(root / "digits.npz"), "kind": "image", "image_size": 8, "holdout": 0.25},
-        "model": {"name": "image_cgan", "epochs": 3, "batch_size": 32, "device": "cpu", "generator_dim": [8],
-                  "discriminator_dim": [8], "embedding_dim": 16, "augment": "diffaugment", "lr": 1e-3},
-        "generate": {"rows": 50},
+        "model": {"name": "image_cgan", "epochs": 2, "batch_size": 32, "device": "cpu", "generator_dim": [8],
+                  "discriminator_dim": [8], "embedding_dim": 16, "augment": "ada", "ada_kimg": 1.0, "lr": 1e-3},
+        "generate": {"rows": 60},
         "validate": {"min": {"real_accuracy": 0.0}, "max": {"exact_copy_rate": 1.0}},
         "augment": {"mode": "rebalance", "ratio": 1.0, "seeds": 2, "seed": 7},
         "tracking": {"uri": f"sqlite:///{db}", "experiment": "images"},
@@ -56,7 +57,36 @@ def image_run(tmp_path_factory, mlflow_template):
     path = write_params(root / "params.yaml", params)
     result = _cli("run", "--params", str(path))
     assert result.returncode == 0, result.stderr[-2000:]
-    return {"params": path, "out": root / "out", "uri": params["tracking"]["uri"], "root": root}
+    return {"params": path, "out": root / "out", "uri": params["tracking"]["uri"], "root": root, "raw": params}
+
+
+def test_image_pipeline_end_to_end_via_cli(image_run):
+    out, uri = image_run["out"], image_run["uri"]
+    schema = json.loads((out / "schema.json").read_text())
+    assert schema["kind"] == "image" and schema["image_size"] == 8 and schema["classes"] == ["0", "1", "2", "3", "4"]
+    assert schema["counts"]["train"][MINORITY] < schema["counts"]["train"]["0"]
+    with open(out / "synthetic" / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == 60 and all((out / "synthetic" / r["file"]).is_file() for r in rows)
+    report = json.loads((out / "validation.json").read_text())
+    assert report["passed"] and 0 <= report["metrics"]["generated_class_accuracy"] <= 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows"] == 60 and manifest["validation"]["passed"]
+    for name in ("synthetic/labels.csv", "manifest.json", "report.html", "DATASHEET.md"):
+        assert (out / "published" / name).is_file()
+    assert "data:image/png;base64" in (out / "report.html").read_text()
+    client = MlflowClient(tracking_uri=uri)
+    run = client.get_run(manifest["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.data.tags["synthgen.verdict"] == "passed"
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "ada_p")] == [0, 1]
+    assert "generated_class_accuracy" in run.data.metrics
+    assert "samples/epoch-00002.png" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
+    assert "DATASHEET.md" in {a.path for a in client.list_artifacts(run.info.run_id)}
+    # a bad image folder is one line on stderr and exit 2
+    bad = write_params(image_run["root"] / "bad.yaml",
+                       {**image_run["raw"], "data": {**image_run["raw"]["data"], "path": str(image_run["root"] / "nope")}})
+    failed = _cli("ingest", "--params", str(bad))
+    assert failed.returncode == 2 and "nope: not found" in failed.stderr and "Traceback" not in failed.stderr
 
 
 def test_augment_rebalances_images_into_a_separate_folder_and_measures_the_benefit(image_run):
@@ -120,7 +150,7 @@ def test_load_dataset_returns_published_images_with_manifest_and_datasheet(image
     published = image_run["out"] / "published"
     ds = synthgen.load_dataset(published)
     assert ds.passed and ds.manifest["kind"] == "image"
-    assert ds.images.shape == (50, 8, 8, 1) and ds.images.dtype == np.uint8
+    assert ds.images.shape == (60, 8, 8, 1) and ds.images.dtype == np.uint8
     counts = ds.manifest["counts"]
     assert {name: int((ds.labels == name).sum()) for name in counts} == counts
     assert ds.datasheet.startswith("# Datasheet: synthetic images")
@@ -144,7 +174,32 @@ def test_load_dataset_returns_published_images_with_manifest_and_datasheet(image
     (failed / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(DataError, match="validation failed"):
         synthgen.load_dataset(failed)
-    assert synthgen.load_dataset(failed, allow_failed=True).images.shape == (50, 8, 8, 1)
+    assert synthgen.load_dataset(failed, allow_failed=True).images.shape == (60, 8, 8, 1)
 
     with pytest.raises(TypeError, match="tabular"):
         SyntheticDataset(pd.DataFrame({"a": [1]}), {}, None, tmp_path).images
+
+
+def test_prefect_image_flow_and_augment_flow(image_run, tmp_path, monkeypatch):
+    from prefect.testing.utilities import prefect_test_harness
+
+    from pipelines.augment_flow import augment_pipeline
+    from pipelines.image_flow import image_pipeline
+
+    out = tmp_path / "out"
+    overrides = [f"output.dir={out}", "model.epochs=1"]
+    monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
+    with prefect_test_harness(server_startup_timeout=180):
+        images = image_pipeline(str(image_run["params"]), overrides, return_state=True)
+        augmented = augment_pipeline(str(image_run["params"]), [*overrides, "augment.mode=enlarge",
+                                                                "augment.factor=1.5", "augment.benefit=false"],
+                                     skip_train=True, return_state=True)
+    assert images.is_completed() and augmented.is_completed()
+    assert images.result()["passed"] and (out / "published" / "DATASHEET.md").is_file()
+    manifest = augmented.result()
+    real = manifest["rows"]["real"]
+    assert manifest["kind"] == "image"
+    assert manifest["rows"]["synthetic"] == int(np.floor(0.5 * real + 0.5))  # (factor - 1) x real, half up
+    assert manifest["benefit"] == {"file": "benefit.json", "minority": MINORITY}
+    listed = (out / "augment" / "images" / "labels.csv").read_text().splitlines()
+    assert len(listed) == 1 + real + manifest["rows"]["synthetic"]
