@@ -153,20 +153,21 @@ def augment(params_file: str, overrides: tuple[str, ...]) -> None:
 @cli.command()
 @click.option("--model", "model_ref", required=True, metavar="DIR_OR_URI",
               help="A saved model directory, or models:/NAME@ALIAS, models:/NAME/VERSION, runs:/RUN_ID/model.")
-@click.option("--rows", type=int, required=True, help="Number of rows to draw (at least 1).")
+@click.option("--rows", type=int, required=True, help="Number of rows (images) to draw (at least 1).")
 @click.option("--where", multiple=True, metavar="COL=VALUE",
-              help="Every row meets it: species=Adelie, bill_depth_mm=15..18 (repeatable).")
+              help="Every row meets it: species=Adelie, bill_depth_mm=15..18 (repeatable); images: label=CLASS.")
 @click.option("--seed", type=int, default=None, help="Seed of the draw (default: fresh randomness).")
-@click.option("--out", required=True, type=click.Path(), help="Output file, .csv or .parquet.")
+@click.option("--out", required=True, type=click.Path(),
+              help="Output file, .csv or .parquet; for an image generator a new directory (PNGs + labels.csv).")
 @click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
               help="MLflow store for models:/ and runs:/ URIs.")
 def sample(model_ref: str, rows: int, where: tuple[str, ...], seed: int | None, out: str,
            tracking_uri: str | None) -> None:
-    """Draw synthetic rows from a trained generator into a CSV or Parquet file."""
+    """Draw synthetic rows from a trained generator into a CSV or Parquet file (images: a folder)."""
     from synthgen.consume import sample_to_file
 
     frame = _guarded(lambda: sample_to_file(model_ref, rows, out, where=where, seed=seed, tracking_uri=tracking_uri))
-    click.echo(f"sample: {len(frame)} rows -> {out}")
+    click.echo(f"sample: {len(frame)} {'images' if 'file' in frame.columns else 'rows'} -> {out}")
 
 
 def main() -> None:

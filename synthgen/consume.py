@@ -285,17 +285,54 @@ def sample_to_file(
     """Load a model, draw ``rows`` rows meeting ``where`` and write them to ``out``.
 
     Everything that can be checked is checked before the model is loaded; the output
-    is written atomically, so a failure leaves no file behind.
+    is written atomically, so a failure leaves no file behind. An image generator
+    writes an ImageFolder instead (:func:`sample_images_to_folder`) and returns its
+    ``labels.csv`` as a frame.
     """
     if isinstance(rows, bool) or not isinstance(rows, int) or rows < 1:
         raise ConditionError(f"--rows must be a positive integer, got {rows}")
-    check_writable(out)
+    if Path(out).suffix:  # a table file: checked before the model is loaded
+        check_writable(out)
     model = open_model(ref, tracking_uri)
+    if getattr(model, "name", None) == "image_cgan":
+        return sample_images_to_folder(model, rows, out, where, seed)
+    check_writable(out)
     conditions = parse_where(where, model.schema)
     frame = model.sample(rows, conditions=conditions or None, seed=seed)
     write_table(frame, out)
     log.info("sample: %d rows -> %s", len(frame), out)
     return frame
+
+
+def sample_images_to_folder(model: Any, n: int, out: str | Path, where: Iterable[str] = (),
+                            seed: int | None = None) -> pd.DataFrame:
+    """Draw ``n`` images into the ImageFolder ``out`` (``<class>/00001.png`` + ``labels.csv``).
+
+    ``where`` takes one ``label=CLASS``. ``out`` must be a new or empty directory, or
+    one written by synthgen before (it has a ``labels.csv``); it is replaced atomically.
+
+    Raises:
+        ConditionError: a ``where`` other than ``label=CLASS``, or an unknown class.
+        DataError: ``out`` looks like a file, or is a directory synthgen did not write.
+    """
+    from synthgen.data.images import write_image_folder
+
+    out = Path(out)
+    if out.suffix:
+        raise DataError(f"{out}: an image generator writes a folder of PNGs; give a directory without an extension")
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "labels.csv").is_file())):
+        raise DataError(f"{out}: exists and is not an image folder written by synthgen; choose a new directory")
+    conditions: dict[str, Any] = {}
+    for item in where:
+        key, sep, value = item.partition("=")
+        if not sep or key.strip() != "label" or conditions:
+            raise ConditionError(f"--where {item!r}: an image generator takes one label=CLASS; "
+                                 f"classes: {', '.join(model.classes_)}")
+        conditions["label"] = value.strip()
+    images, labels = model.sample(n, conditions=conditions or None, seed=seed)
+    rows = write_image_folder(out, images, labels, model.classes_)
+    log.info("sample: %d images -> %s", len(rows), out)
+    return pd.DataFrame(rows)
 
 
 # -- published datasets ------------------------------------------------------------------

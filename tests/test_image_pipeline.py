@@ -203,3 +203,31 @@ def test_prefect_image_flow_and_augment_flow(image_run, tmp_path, monkeypatch):
     assert manifest["benefit"] == {"file": "benefit.json", "minority": MINORITY}
     listed = (out / "augment" / "images" / "labels.csv").read_text().splitlines()
     assert len(listed) == 1 + real + manifest["rows"]["synthetic"]
+
+
+def test_sample_cli_writes_an_image_folder_and_names_bad_input(image_run, tmp_path):
+    model = str(image_run["out"] / "model")
+    out = tmp_path / "threes"
+    result = _cli("sample", "--model", model, "--rows", "7", "--where", "label=3", "--seed", "1", "--out", str(out))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "7 images" in result.stdout
+    with open(out / "labels.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["class"] for r in rows] == ["3"] * 7 and all((out / r["file"]).is_file() for r in rows)
+    again = tmp_path / "again"
+    assert _cli("sample", "--model", model, "--rows", "7", "--where", "label=3", "--seed", "1",
+                "--out", str(again)).returncode == 0
+    assert file_hash(again) == file_hash(out)  # same seed, same images
+
+    cases = {
+        ("--where", "label=cat"): "label 'cat' is not a training class",
+        ("--where", "colour=red"): "an image generator takes one label=CLASS",
+        ("--rows", "0"): "--rows must be a positive integer",
+    }
+    for extra, message in cases.items():
+        args = ["sample", "--model", model, "--rows", "5", "--out", str(tmp_path / "bad"), *extra]
+        result = _cli(*args)
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
+        assert not (tmp_path / "bad").exists()
+    result = _cli("sample", "--model", model, "--rows", "5", "--out", str(tmp_path / "x.csv"))
+    assert result.returncode == 2 and "writes a folder of PNGs" in result.stderr
