@@ -60,16 +60,20 @@ def run(args: argparse.Namespace) -> list[dict]:
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for mode in args.modes:
             cfg = ModelConfig(name="image_cgan", epochs=epochs, batch_size=args.batch, device="cpu", seed=seed,
-                              generator_dim=[args.width], discriminator_dim=[args.width], augment=mode,
+                              generator_dim=[args.width], discriminator_dim=[args.d_width or args.width],
+                              augment=mode,
                               ada_kimg=args.ada_kimg, ema=args.ema, lr=args.lr)
             tick = time.perf_counter()
-            model = ImageCGANSynthesizer(cfg).fit(small)
+            model = ImageCGANSynthesizer(cfg)
+            model.options.critic_steps, model.options.lr_d_mult = args.critic_steps, args.lr_d_mult
+            model.fit(small)
             fit_s = time.perf_counter() - tick
             gen = model.sample(args.n_generated, seed=1000 + seed)
             report = image_report(train.images, train.labels, holdout.images, holdout.labels, gen.images,
                                   gen.labels, seed=0, judge=judge)
             m = report["metrics"]
             row = {"mode": mode, "seed": seed, "fit_seconds": fit_s, "ada_p": float(model.augment_.p),
+                   "ada_rt": float(model.augment_.rt),
                    **{k: m[k] for k in ("fid_domain", "kid_domain", "generated_class_accuracy", "tstr_accuracy",
                                         "precision", "recall", "coverage")},
                    "baseline_fid_domain": report["details"]["baseline"]["fid_domain"]}
@@ -107,6 +111,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=800, help="optimizer steps per run (800)")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--width", type=int, default=32, help="base width of both networks (32)")
+    parser.add_argument("--d-width", type=int, default=None, help="discriminator width (default: --width)")
+    parser.add_argument("--critic-steps", type=int, default=1, help="D updates per G update (1)")
+    parser.add_argument("--lr-d-mult", type=float, default=1.0, help="D learning rate = lr x this (1)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of both networks (1e-3)")
     parser.add_argument("--ada-kimg", type=float, default=20.0)
     parser.add_argument("--ema", type=float, default=0.999)

@@ -430,7 +430,7 @@ def load_dataset(path: str | Path, allow_failed: bool = False) -> SyntheticDatas
     loader = LOADERS.get(kind)
     if loader is None:
         raise DataError(f"{manifest_path}: datasets of kind {kind!r} cannot be loaded yet; known: {sorted(LOADERS)}")
-    data_path = directory / manifest.get("synthetic", DEFAULT_SYNTHETIC)
+    data_path = directory / manifest.get("synthetic", DEFAULT_SYNTHETIC if kind == "tabular" else "synthetic")
     if not data_path.exists():
         raise DataError(f"{data_path}: synthetic data named by the manifest not found")
     expected = manifest.get("synthetic_hash")
