@@ -10,6 +10,7 @@ and the Prefect flow run images through the same commands as tables. Outputs und
 | ``data/train.npz``, ``data/holdout.npz`` | ingest | the stratified split (uint8 N x H x W x C, labels, classes) |
 | ``model/`` | train | the fitted ``image_cgan``: ``synthgen.load("<dir>/model")`` |
 | ``losses.csv``, ``loss_curve.png`` | train | per-epoch losses, ``ada_p``, ``ada_rt`` |
+| ``ada.csv`` | train | ``step, ada_p, ada_rt`` at every ADA adjustment (``augment: ada``) |
 | ``samples/epoch-<n>.png`` | train | sample grids (one row per class), also logged to MLflow |
 | ``tracking.json`` | train | the MLflow run of this pipeline run |
 | ``synthetic/<class>/00001.png``, ``synthetic/labels.csv`` | generate | the synthetic ImageFolder |
@@ -115,7 +116,7 @@ def ingest_stage(params: Params) -> dict[str, Any]:
 def train_stage(params: Params) -> dict[str, Any]:
     """Fit ``image_cgan`` on the train split; save ``model/``, ``losses.csv`` and sample grids."""
     from synthgen.reporting import plot_losses
-    from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer, SampleGrid
+    from synthgen.synthesizers.image_cgan import AdaIntervalLog, ImageCGANSynthesizer, SampleGrid
     from synthgen.training.callbacks import History, ProgressLog
 
     _check_model(params)
@@ -138,8 +139,9 @@ def train_stage(params: Params) -> dict[str, Any]:
     history = History()
     epochs = synthesizer.config.epochs
     grids = SampleGrid(layout.samples, epochs, params.model.sample_every, tracker.log_artifact)
+    ada = AdaIntervalLog(tracker.log_metrics)
     try:
-        synthesizer.fit(train, callbacks=[history, ProgressLog(epochs), tracker.callback(), grids])
+        synthesizer.fit(train, callbacks=[history, ProgressLog(epochs), tracker.callback(), grids, ada])
     except BaseException:
         tracker.end("FAILED")
         raise
@@ -152,6 +154,11 @@ def train_stage(params: Params) -> dict[str, Any]:
     tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
     if not losses.empty:
         tracker.log_artifact(plot_losses(losses, layout.root / "loss_curve.png"), "plots")
+    if ada.rows:
+        write_text(layout.root / "ada.csv", pd.DataFrame(ada.rows).to_csv(index=False))
+        tracker.log_artifact(layout.root / "ada.csv")
+    else:  # no ADA this run: no stale trace from an earlier one
+        (layout.root / "ada.csv").unlink(missing_ok=True)
     tracker.log_artifact(layout.model)
     log.info("train: image_cgan fitted in %.1fs (ADA p=%.3f)", synthesizer.train_seconds_,
              summary.get("ada_p_final", float("nan")))

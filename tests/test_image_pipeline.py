@@ -78,7 +78,12 @@ def test_image_pipeline_end_to_end_via_cli(image_run):
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(manifest["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["synthgen.verdict"] == "passed"
-    assert [m.step for m in client.get_metric_history(run.info.run_id, "ada_p")] == [0, 1]
+    assert [m.step for m in client.get_metric_history(run.info.run_id, "ada_p")] == [0, 1]  # per epoch
+    total_steps = 2 * (schema["n_train"] // 32)  # 2 epochs of full batches of 32
+    interval = [m.step for m in client.get_metric_history(run.info.run_id, "ada_p_interval")]
+    trace = pd.read_csv(out / "ada.csv")
+    assert interval == trace["step"].tolist() == list(range(4, total_steps + 1, 4))  # every ada_interval steps
+    assert ((trace["ada_p"] >= 0) & (trace["ada_p"] <= 1)).all() and trace["ada_rt"].between(-1, 1).all()
     assert "generated_class_accuracy" in run.data.metrics
     assert "samples/epoch-00002.png" in {a.path for a in client.list_artifacts(run.info.run_id, "samples")}
     assert "DATASHEET.md" in {a.path for a in client.list_artifacts(run.info.run_id)}

@@ -316,8 +316,9 @@ class ImageGANLoss:
     @torch.no_grad()
     def after_step(self, step: int) -> None:
         s = self.s
-        if (step + 1) % self.cfg.ada_interval == 0:
+        if (step + 1) % self.cfg.ada_interval == 0 and s.augment_.mode == "ada":
             s.augment_.adjust(self.batch * s.options.critic_steps)
+            s.ada_trace_.append((step + 1, s.augment_.p.clone(), s.augment_.rt.clone()))  # read per epoch
         decay = min(self.cfg.ema, (1 + step) / (10 + step)) if self.cfg.ema > 0 else 0.0
         for p_ema, p in zip(s.ema_.parameters(), s.generator_.parameters()):
             p_ema.lerp_(p, 1 - decay)
@@ -403,6 +404,7 @@ class ImageCGANSynthesizer:
         self.ema_ = copy.deepcopy(self.generator_).eval()
         self.ema_.requires_grad_(False)
         self.augment_ = DiscriminatorAugment(cfg.augment, cfg.ada_target, cfg.ada_kimg, cfg.ada_interval).to(device)
+        self.ada_trace_: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, p, r_t) per ADA interval
         reals = torch.as_tensor(images, device=device).permute(0, 3, 1, 2).float() / 127.5 - 1
         if device.type == "cuda":
             reals = reals.contiguous(memory_format=torch.channels_last)
@@ -573,6 +575,33 @@ class ImageCGANSynthesizer:
         model.ema_.load_state_dict(state["ema"])
         model.ema_.eval()
         return model
+
+
+class AdaIntervalLog(Callback):
+    """ADA's ``p`` and ``r_t`` at every adjustment (each ``model.ada_interval`` steps), not
+    only their epoch means: passed to ``log_metrics({"ada_p_interval", "ada_rt_interval"},
+    step=<global step>)`` once per epoch (one device sync), and kept in :attr:`rows` for
+    ``ada.csv``.
+
+    Args:
+        log_metrics: ``log_metrics(metrics, step)`` (e.g. the tracker's); default ``None``.
+    """
+
+    def __init__(self, log_metrics: Callable[..., None] | None = None):
+        self.log_metrics = log_metrics
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_start(self, model: Any) -> None:
+        self.model = model
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        trace = self.model.ada_trace_
+        for step, p, rt in trace:
+            row = {"step": step, "ada_p": float(p), "ada_rt": float(rt)}
+            self.rows.append(row)
+            if self.log_metrics is not None:
+                self.log_metrics({"ada_p_interval": row["ada_p"], "ada_rt_interval": row["ada_rt"]}, step=step)
+        trace.clear()
 
 
 class SampleGrid(Callback):
