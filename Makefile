@@ -37,8 +37,8 @@ test: install  ## default suite (slow tests excluded); pytest's "no tests" exit 
 test-slow: install
 	$(BIN)/python -m pytest -m slow
 
-test-team: install  ## the slow end-to-end team tests (tests/test_team_*.py): MLflow server, DVC remote, Prefect
-	$(BIN)/python -m pytest -m slow tests/test_team_*.py
+test-team: install  ## the slow end-to-end team tests (tests/test_team_*.py): MLflow server, DVC remote, Prefect; the image flows
+	$(BIN)/python -m pytest -m slow tests/test_team_*.py tests/test_image_pipeline.py
 	$(BIN)/python -m pytest -m slow tests/test_sweep.py  # own process: after the Prefect-server tests it hung (state left in-process)
 
 serve: install  ## prefect server on 127.0.0.1:4200 + scheduled deployments of the tabular and image flows

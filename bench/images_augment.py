@@ -62,7 +62,8 @@ def run(args: argparse.Namespace) -> list[dict]:
             cfg = ModelConfig(name="image_cgan", epochs=epochs, batch_size=args.batch, device="cpu", seed=seed,
                               generator_dim=[args.width], discriminator_dim=[args.d_width or args.width],
                               augment=mode,
-                              ada_kimg=args.ada_kimg, ema=args.ema, lr=args.lr)
+                              ada_kimg=args.ada_kimg, ada_orientation=not args.ada_no_orientation, ema=args.ema,
+                              lr=args.lr)
             tick = time.perf_counter()
             model = ImageCGANSynthesizer(cfg)
             model.options.critic_steps, model.options.lr_d_mult = args.critic_steps, args.lr_d_mult
@@ -116,6 +117,8 @@ def main() -> None:
     parser.add_argument("--lr-d-mult", type=float, default=1.0, help="D learning rate = lr x this (1)")
     parser.add_argument("--lr", type=float, default=1e-3, help="Adam learning rate of both networks (1e-3)")
     parser.add_argument("--ada-kimg", type=float, default=20.0)
+    parser.add_argument("--ada-no-orientation", action="store_true",
+                        help="ADA without x-flips and rotations (model.ada_orientation: false)")
     parser.add_argument("--ema", type=float, default=0.999)
     parser.add_argument("--n-generated", type=int, default=500)
     parser.add_argument("--threads", type=int, default=1)

@@ -11,7 +11,8 @@ Modes (``model.augment``):
   per image with probability ``p``:
 
   - *blit*: x-flip, rotation by a multiple of 90 degrees, integer translation of up to
-    1/8 of the image;
+    1/8 of the image (``orientation=False``, ``model.ada_orientation: false``: no
+    flips and no rotations of any kind, for classes that depend on orientation);
   - *geometric*: isotropic scale (lognormal, sd 0.2 log2), rotation (uniform, applied
     before and after the anisotropic scale, each with probability ``1 - sqrt(1 - p)``),
     anisotropic scale (lognormal, sd 0.2 log2), fractional translation (normal, sd 1/8).
@@ -82,14 +83,19 @@ class DiscriminatorAugment(nn.Module):
             because CPU runs see far fewer images.
         interval: steps between adjustments of ``p``. Default 4.
         p: initial probability. Default 0 (ADA, none) or 1 (DiffAugment).
+        orientation: ADA's orientation-changing operations (x-flip, 90-degree and
+            arbitrary rotations). Default True (the paper's pipeline); False keeps only
+            orientation-preserving ones, for data whose class depends on orientation
+            (digits: 6 and 9, mirrored 2, 5, 7; text).
     """
 
     def __init__(self, mode: str = "ada", target: float = 0.6, kimg: float = 500.0,
-                 interval: int = 4, p: float | None = None):
+                 interval: int = 4, p: float | None = None, orientation: bool = True):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"augment mode must be one of {MODES}, got {mode!r}")
         self.mode, self.target, self.kimg, self.interval = mode, target, kimg, interval
+        self.orientation = orientation
         start = p if p is not None else (1.0 if mode == "diffaugment" else 0.0)
         self.register_buffer("p", torch.tensor(float(start)))
         self.register_buffer("rt_sum", torch.tensor(0.0))  # sum of sign(D(real)) this interval
@@ -153,12 +159,13 @@ class DiscriminatorAugment(nn.Module):
             touched = touched | fire
 
         # blit
-        fire = self._fires(n, p, gen, dev)
-        flip = torch.floor(_uniform(n, gen, dev) * 2)
-        apply(fire & (flip > 0), scale(1 - 2 * flip, one))
-        fire = self._fires(n, p, gen, dev)
-        quarter = torch.floor(_uniform(n, gen, dev) * 4)
-        apply(fire & (quarter > 0), rotate(-math.pi / 2 * quarter))
+        if self.orientation:
+            fire = self._fires(n, p, gen, dev)
+            flip = torch.floor(_uniform(n, gen, dev) * 2)
+            apply(fire & (flip > 0), scale(1 - 2 * flip, one))
+            fire = self._fires(n, p, gen, dev)
+            quarter = torch.floor(_uniform(n, gen, dev) * 4)
+            apply(fire & (quarter > 0), rotate(-math.pi / 2 * quarter))
         fire = self._fires(n, p, gen, dev)
         tx = torch.round((_uniform(n, gen, dev) * 2 - 1) * 0.125 * w) * 2 / w
         ty = torch.round((_uniform(n, gen, dev) * 2 - 1) * 0.125 * h) * 2 / h
@@ -167,7 +174,7 @@ class DiscriminatorAugment(nn.Module):
         fire = self._fires(n, p, gen, dev)
         s = torch.exp2(_normal(n, gen, dev) * 0.2)
         apply(fire, scale(1 / s, 1 / s))
-        p_rot = 1 - math.sqrt(max(0.0, 1 - p))
+        p_rot = 1 - math.sqrt(max(0.0, 1 - p)) if self.orientation else 0.0
         fire = self._fires(n, p_rot, gen, dev)
         apply(fire, rotate((_uniform(n, gen, dev) * 2 - 1) * math.pi))
         fire = self._fires(n, p, gen, dev)

@@ -73,6 +73,7 @@ class ModelConfig(_Section):
     ada_target: float = Field(0.6, gt=0, lt=1)  # ADA: target of r_t = E[sign(D(real))]
     ada_kimg: float = Field(20.0, gt=0)  # ADA: p can move 1.0 per this many thousand real images (paper: 500)
     ada_interval: int = Field(4, ge=1)  # ADA: adjust p every this many steps
+    ada_orientation: bool = True  # ADA: x-flips and rotations too (false for digits, text: they change the class)
     ema: float = Field(0.999, ge=0, lt=1)  # decay of the generator EMA used for sampling; 0 = off
     r1_gamma: float = Field(0.0, ge=0)  # R1 penalty weight on non-augmented reals; 0 = off
     sample_every: int = Field(0, ge=0)  # epochs between sample grids logged to MLflow; 0 = last epoch only

@@ -63,6 +63,21 @@ def test_ada_leaves_unaugmented_images_untouched():
     assert 0.5 < same.float().mean() < 1.0  # most images get no op at p = 0.02, and those are exact
 
 
+def test_ada_without_orientation_ops_never_flips_or_rotates():
+    # a bright left quarter: after any x-flip or (90-degree or large) rotation it is no
+    # longer on the left; scale and translation alone keep it there
+    x = -torch.ones(256, 1, 32, 32)
+    x[..., :8] = 1.0
+
+    def right_brighter(orientation: bool) -> float:  # share of images whose bright side moved right
+        aug = DiscriminatorAugment("ada", p=1.0, orientation=orientation)
+        y = aug._geometric(x, 1.0, torch.Generator().manual_seed(0))
+        return (y[..., :16].mean(dim=(1, 2, 3)) < y[..., 16:].mean(dim=(1, 2, 3)) - 0.1).float().mean().item()
+
+    assert right_brighter(orientation=False) < 0.02  # only a rare large translation (reflection padding)
+    assert right_brighter(orientation=True) > 0.25
+
+
 def test_ada_controller_rule():
     aug = DiscriminatorAugment("ada", target=0.6, kimg=1.0, interval=4)
     for _ in range(4):

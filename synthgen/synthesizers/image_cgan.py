@@ -403,7 +403,8 @@ class ImageCGANSynthesizer:
             self.critic_ = self.critic_.to(memory_format=torch.channels_last)
         self.ema_ = copy.deepcopy(self.generator_).eval()
         self.ema_.requires_grad_(False)
-        self.augment_ = DiscriminatorAugment(cfg.augment, cfg.ada_target, cfg.ada_kimg, cfg.ada_interval).to(device)
+        self.augment_ = DiscriminatorAugment(cfg.augment, cfg.ada_target, cfg.ada_kimg, cfg.ada_interval,
+                                             orientation=cfg.ada_orientation).to(device)
         self.ada_trace_: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, p, r_t) per ADA interval
         reals = torch.as_tensor(images, device=device).permute(0, 3, 1, 2).float() / 127.5 - 1
         if device.type == "cuda":
