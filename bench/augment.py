@@ -13,7 +13,7 @@ the minority class is about 10%. The target column is ``diagnosis``
 ``--digits PATH.npz`` writes an *imbalanced derivative* of scikit-learn's bundled 8x8
 digits (1,797 images, 10 classes; UCI ML repository, CC BY 4.0; shipped with
 scikit-learn, BSD-3-Clause): every image of every class except ``--digit`` (default 8),
-of which a seeded ``--keep`` (default 18, about 10% of a class) stay. It is an ``.npz``
+of which a seeded ``--keep`` (default 18, about 10% of a class; BENCHMARKS uses 40) stay. It is an ``.npz``
 with ``images`` and ``labels``, the image ingest's input (``data.path``).
 
 ``--table BENEFIT_JSON`` prints the per-model summary of an augment run's
