@@ -19,11 +19,17 @@ with ``images`` and ``labels``, the image ingest's input (``data.path``).
 ``--table BENEFIT_JSON`` prints the per-model summary of an augment run's
 ``augment/benefit.json`` as a Markdown table (the form BENCHMARKS.md quotes).
 
+``--merge BENEFIT_JSON ...`` pools the repeats of several augment runs that differ only
+in the GAN's training seed (``model.seed``), so the spread covers the trained model as
+well as the synthetic draw and the downstream seed: the same table over every (GAN,
+repeat) pair, then the lift of each GAN averaged over its repeats.
+
 Examples::
 
     .venv/bin/python bench/augment.py --breast-cancer /tmp/bc_imbalanced.csv --malignant 40 --seed 0
     .venv/bin/python bench/augment.py --table outputs/augment-penguins/augment/benefit.json
     .venv/bin/python bench/augment.py --digits /tmp/digits_imbalanced.npz --digit 8 --keep 18
+    .venv/bin/python bench/augment.py --merge /tmp/augpen/s*/augment/benefit.json
 """
 
 from __future__ import annotations
@@ -80,10 +86,23 @@ def markdown_table(benefit: dict) -> str:
     return "\n".join(lines)
 
 
+def merge_benefits(benefits: list[dict]) -> tuple[dict, list[dict]]:
+    """Pool the repeats of runs with different GAN seeds into one summary (synthgen's own
+    :func:`~synthgen.augment.summarize`), and each run's own overall lift."""
+    from synthgen.augment import summarize
+
+    models = benefits[0]["protocol"]["models"]
+    if any(b["protocol"]["models"] != models for b in benefits):
+        raise SystemExit("--merge: the runs used different downstream models")
+    records = [{**r, "seed": (run, r["seed"])} for run, b in enumerate(benefits) for r in b["records"]]
+    return summarize(records, models), [b["overall"] for b in benefits]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--breast-cancer", metavar="PATH", help="CSV to write")
     parser.add_argument("--table", metavar="BENEFIT_JSON", help="print benefit.json as a Markdown table")
+    parser.add_argument("--merge", nargs="+", metavar="BENEFIT_JSON", help="pool runs with different GAN seeds")
     parser.add_argument("--malignant", type=int, default=40, help="malignant rows kept (default 40)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the subsample (default 0)")
     parser.add_argument("--digits", metavar="PATH", help="imbalanced digits .npz to write")
@@ -100,6 +119,17 @@ def main() -> None:
         from pathlib import Path
 
         print(markdown_table(json.loads(Path(args.table).read_text())))
+    if args.merge:
+        import json
+        from pathlib import Path
+
+        pooled, per_run = merge_benefits([json.loads(Path(p).read_text()) for p in args.merge])
+        print(f"{len(args.merge)} runs (GAN seeds), every (GAN, repeat) pair pooled:\n")
+        print(markdown_table(pooled))
+        print("\nlift (aug − real) of each run, mean of models over its repeats:\n")
+        print("| run | " + " | ".join(pooled["overall"]) + " |\n|---|" + "---|" * len(pooled["overall"]))
+        for path, overall in zip(args.merge, per_run):
+            print(f"| {path} | " + " | ".join(f"{overall[m]['lift']['mean']:+.3f}" for m in pooled["overall"]) + " |")
     if not args.breast_cancer:
         return
     frame = breast_cancer_imbalanced(args.malignant, args.seed)

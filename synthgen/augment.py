@@ -512,19 +512,18 @@ def record_fields(params: Params, model_dir: Path, train_path: Path, holdout_has
                   augmented_path: Path, seconds: float, benefit: dict[str, Any], minority: Any) -> dict[str, Any]:
     """The manifest entries an augment run records for tables and images alike: model,
     seeds, params and source hashes, what the holdout was used for, the lift summary."""
-    from synthgen.io import file_hash, params_hash
+    from synthgen.io import file_hash, run_params_hash, source_hash
 
     config = params.augment
-    source = Path(params.data.path)
     return {
         "model_dir": model_dir.name,
         "model_hash": file_hash(model_dir),
         "seed": config.seed,
         "sample_seconds": seconds,
         "augment": config.model_dump(),
-        "params_hash": params_hash({k: v for k, v in params.to_dict().items() if k not in ("tracking", "output")}),
+        "params_hash": run_params_hash(params.to_dict()),
         "source_data": str(params.data.path),
-        "source_data_hash": file_hash(source) if source.exists() else None,
+        "source_data_hash": source_hash(params.data.path),
         "train_hash": file_hash(train_path),
         "holdout_hash": holdout_hash,
         "holdout_used_for": "benefit test set only" if config.benefit else "nothing",

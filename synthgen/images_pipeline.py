@@ -50,7 +50,7 @@ from synthgen.data.images import (
     ImageSchema, ingest_images, load_images, read_image_folder, save_images, write_image_folder,
 )
 from synthgen.errors import ConfigError
-from synthgen.io import atomic_path, file_hash, params_hash, write_json, write_text
+from synthgen.io import atomic_path, file_hash, run_params_hash, source_hash, write_json, write_text
 from synthgen.pipeline import Layout, _model_meta, _tracker_for
 from synthgen.tracking import make_tracker
 
@@ -193,9 +193,9 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "model_dir": layout.model.name,
         "seed": seed,
         "conditions": params.generate.conditions,
-        "params_hash": params_hash({k: v for k, v in params.to_dict().items() if k not in ("tracking", "output")}),
+        "params_hash": run_params_hash(params.to_dict()),
         "source_data": str(params.data.path),
-        "source_data_hash": file_hash(params.data.path) if Path(params.data.path).exists() else None,
+        "source_data_hash": source_hash(params.data.path),
         "synthetic_hash": file_hash(layout.synthetic_dir),
         "mlflow_run_id": tracker.run_id,
         "tracking_uri": params.tracking.uri,

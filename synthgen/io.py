@@ -71,3 +71,23 @@ def file_hash(path: str | Path) -> str:
 
 def params_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def run_params_hash(params_dict: dict[str, Any]) -> str:
+    """Hash of a run's params without ``tracking`` and ``output`` (where results go, not what they are)."""
+    return params_hash({k: v for k, v in params_dict.items() if k not in ("tracking", "output")})
+
+
+# ``data.path`` values that name a dataset bundled with an installed package: (package of
+# the data folder, file name). Their hash is the bundled file's.
+BUNDLED = {"sklearn:digits": ("sklearn.datasets.data", "digits.csv.gz")}
+
+
+def source_hash(path: str | Path) -> str | None:
+    """sha256 of the source data (a file, a folder, or a bundled ``sklearn:`` dataset); None when absent."""
+    if str(path) in BUNDLED:
+        from importlib.resources import files
+
+        package, name = BUNDLED[str(path)]
+        return file_hash(Path(str(files(package) / name)))
+    return file_hash(path) if Path(path).exists() else None

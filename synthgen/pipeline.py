@@ -25,7 +25,7 @@ from synthgen.config import Params
 from synthgen.data.schema import TableSchema
 from synthgen.datasheet import KEY_METRICS, render_datasheet
 from synthgen.errors import ConfigError, DataError, ModelError
-from synthgen.io import atomic_path, file_hash, params_hash, write_json, write_parquet, write_text
+from synthgen.io import atomic_path, file_hash, run_params_hash, source_hash, write_json, write_parquet, write_text
 from synthgen.tracking import NullTracker, make_tracker
 from synthgen.training.callbacks import Phases
 
@@ -256,9 +256,9 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "seed": seed,
         "conditions": params.generate.conditions,
         "privacy_filter": {"threshold": params.validate_.privacy_filter, "dropped": dropped},
-        "params_hash": params_hash({k: v for k, v in params.to_dict().items() if k not in ("tracking", "output")}),
+        "params_hash": run_params_hash(params.to_dict()),
         "source_data": str(params.data.path),
-        "source_data_hash": file_hash(params.data.path) if Path(params.data.path).exists() else None,
+        "source_data_hash": source_hash(params.data.path),
         "synthetic_hash": file_hash(layout.synthetic),
         "mlflow_run_id": tracker.run_id,
         "tracking_uri": params.tracking.uri,
@@ -324,6 +324,7 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     write_json(layout.gx_result, gx_result)
     write_json(layout.validation, report)
     tracker = _tracker_for(params, layout)
+    tracker.log_metrics(report["metrics"])  # before the report and datasheet, so a failure there keeps them
     manifest = generation
     manifest["validation"] = {
         "passed": report["passed"],
@@ -340,7 +341,6 @@ def validate_stage(params: Params, synthetic: str | Path | None = None, out: str
     if report["passed"]:
         publish(layout)
     with phases("track"):
-        tracker.log_metrics(report["metrics"])
         for artifact in (layout.validation, layout.gx_result, layout.manifest, layout.datasheet, layout.report):
             tracker.log_artifact(artifact)
     tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})

@@ -74,6 +74,8 @@ def test_image_pipeline_end_to_end_via_cli(image_run):
     assert report["passed"] and 0 <= report["metrics"]["generated_class_accuracy"] <= 1
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["rows"] == 60 and manifest["validation"]["passed"]
+    assert manifest["source_data_hash"] == file_hash(image_run["root"] / "digits.npz")
+    assert manifest["source_data_hash"] in (out / "DATASHEET.md").read_text()
     for name in ("synthetic/labels.csv", "manifest.json", "report.html", "DATASHEET.md"):
         assert (out / "published" / name).is_file()
     assert "data:image/png;base64" in (out / "report.html").read_text()

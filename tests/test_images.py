@@ -253,3 +253,15 @@ def test_split_is_stratified_and_seeded(digits):
 
 
 # (the pipeline through the CLI and the Prefect flows: tests/test_image_pipeline.py)
+
+
+def test_source_hash_of_the_bundled_digits_is_the_packaged_file(tmp_path):
+    from importlib.resources import files
+
+    from synthgen.io import file_hash, source_hash
+
+    bundled = source_hash(DIGITS)
+    assert bundled == file_hash(str(files("sklearn.datasets.data") / "digits.csv.gz")) and len(bundled) == 64
+    (tmp_path / "x.npz").write_bytes(b"abc")
+    assert source_hash(tmp_path / "x.npz") == file_hash(tmp_path / "x.npz")
+    assert source_hash(tmp_path / "missing.npz") is None
