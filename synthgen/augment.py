@@ -94,6 +94,10 @@ class AugmentLayout:
     def report(self) -> Path:
         return self.dir / "report.html"
 
+    @property
+    def datasheet(self) -> Path:
+        return self.dir / "DATASHEET.md"
+
 
 # -- how many rows ---------------------------------------------------------------------
 def class_counts(labels: pd.Series) -> dict[Any, int]:
@@ -450,6 +454,7 @@ def augment_stage(params: Params) -> dict[str, Any]:
     """
     import synthgen
     from synthgen import __version__
+    from synthgen.datasheet import render_augment_datasheet
     from synthgen.io import file_hash, write_json, write_parquet, write_text
     from synthgen.pipeline import Layout, _read_parquet, _tracker_for
 
@@ -502,10 +507,24 @@ def augment_stage(params: Params) -> dict[str, Any]:
         "synthgen_version": __version__,
     }
     write_json(out.manifest, manifest)
+    write_text(out.datasheet, render_augment_datasheet(manifest, benefit))
     write_text(out.report, build_augment_report(manifest, benefit))
 
     log_augment(tracker, out, config, benefit, len(synthetic), len(augmented))
     return manifest
+
+
+def generator_verdict(run_manifest: Path, model_hash: str) -> dict[str, Any] | None:
+    """The verdict on the synthetic data of the very model that augments (the run's
+    ``manifest.json``, matched by model hash), or None when none is on record."""
+    if not run_manifest.is_file():
+        return None
+    manifest = json.loads(run_manifest.read_text())
+    verdict = manifest.get("validation")
+    if manifest.get("model_hash") != model_hash or not verdict:
+        return None
+    return {"passed": verdict["passed"], "failed_checks": verdict.get("failed_checks", []),
+            "key_metrics": verdict.get("key_metrics", {}), "synthetic_hash": manifest.get("synthetic_hash")}
 
 
 def record_fields(params: Params, model_dir: Path, train_path: Path, holdout_hash: str | None,
@@ -513,11 +532,16 @@ def record_fields(params: Params, model_dir: Path, train_path: Path, holdout_has
     """The manifest entries an augment run records for tables and images alike: model,
     seeds, params and source hashes, what the holdout was used for, the lift summary."""
     from synthgen.io import file_hash, run_params_hash, source_hash
+    from synthgen.pipeline import Layout
 
     config = params.augment
+    model_hash = file_hash(model_dir)
     return {
+        "dataset": "augmented",
+        "augmented": augmented_path.name,
         "model_dir": model_dir.name,
-        "model_hash": file_hash(model_dir),
+        "model_hash": model_hash,
+        "generator_validation": generator_verdict(Layout(params.out).manifest, model_hash),
         "seed": config.seed,
         "sample_seconds": seconds,
         "augment": config.model_dump(),
@@ -551,7 +575,7 @@ def log_augment(tracker: Any, out: AugmentLayout, config: AugmentConfig, benefit
     try:
         tracker.log_metrics(metrics)
         tracker.set_tags({"synthgen.augment": json.dumps(config.model_dump())})
-        for path in (out.manifest, out.benefit, out.report):
+        for path in (out.manifest, out.benefit, out.report, out.datasheet):
             tracker.log_artifact(path, "augment")
     finally:
         tracker.end("FINISHED")

@@ -181,6 +181,7 @@ def augment_images_stage(params: Params) -> dict[str, Any]:
     """
     import synthgen
     from synthgen import __version__
+    from synthgen.datasheet import render_augment_datasheet
     from synthgen.images_pipeline import IMAGE_MODEL, ImageLayout
     from synthgen.io import file_hash, write_json, write_text
     from synthgen.pipeline import _tracker_for
@@ -230,6 +231,7 @@ def augment_images_stage(params: Params) -> dict[str, Any]:
         "files": f"{IMAGES_DIR}/labels.csv",
         "provenance": f"{IMAGES_DIR}/real/ and {IMAGES_DIR}/synthetic/ folders; column 'source' of labels.csv",
         "image_shape": list(train.images.shape[1:]),
+        "class_names": list(train.classes),  # the label order of labels.csv
         "model": IMAGE_MODEL,
         **record_fields(params, layout.model, layout.train_images, holdout_hash, images_dir, seconds, benefit,
                         train.classes[minority]),
@@ -237,6 +239,7 @@ def augment_images_stage(params: Params) -> dict[str, Any]:
         "synthgen_version": __version__,
     }
     write_json(out.manifest, manifest)
+    write_text(out.datasheet, render_augment_datasheet(manifest, benefit))
     grid = ""
     if len(synthetic):
         import base64

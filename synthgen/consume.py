@@ -5,9 +5,9 @@ Two consumers, one module:
 * a model user samples fresh rows from a generator, by local directory or MLflow URI
   (:func:`open_model`, :func:`parse_where`, :func:`sample_to_file`; the CLI's
   ``synthgen sample`` and the MLflow pyfunc wrapper share the request parsing here);
-* a data user reads the validated synthetic dataset a pipeline run published
-  (:func:`load_dataset`), which refuses data whose verdict failed and data whose bytes
-  do not match the manifest's hash.
+* a data user reads the validated synthetic dataset a pipeline run published, or the
+  augmented training set of the augment stage (:func:`load_dataset`), which refuses data
+  whose verdict failed and data whose bytes do not match the manifest's hash.
 
 Example::
 
@@ -15,6 +15,7 @@ Example::
     ds = synthgen.load_dataset("outputs/demo/published")
     ds.data.head(); ds.manifest["validation"]["passed"]  # -> True
     digits = synthgen.load_dataset("outputs/digits/published")  # an image run
+    train = synthgen.load_dataset("outputs/demo/augment")  # real + synthetic, .provenance per row
     digits.images.shape, digits.labels[:5]  # (N, 8, 8, 1) uint8, class names
 
 Conditions have one JSON-friendly form everywhere: ``{"col": value}`` for an exact
@@ -338,26 +339,34 @@ def sample_images_to_folder(model: Any, n: int, out: str | Path, where: Iterable
 # -- published datasets ------------------------------------------------------------------
 @dataclass(frozen=True)
 class SyntheticDataset:
-    """A loaded synthetic dataset.
+    """A loaded synthetic (or augmented) dataset.
 
     Attributes:
-        data: the synthetic table (tabular datasets), or an
-            :class:`~synthgen.data.images.ImageSet` (image datasets: uint8 ``images``
-            N x H x W x C, ``labels`` indices into ``classes``).
+        data: the table (tabular datasets), or an :class:`~synthgen.data.images.ImageSet`
+            (image datasets: uint8 ``images`` N x H x W x C, ``labels`` indices into ``classes``).
         manifest: the run's manifest (generation facts plus the verdict); ``None`` only
             when loaded with ``allow_failed=True`` from a directory without one.
         datasheet: the text of ``DATASHEET.md``, or ``None`` when absent.
         path: the directory the dataset was read from.
+        provenance: for an augmented training set, ``"real"`` or ``"synthetic"`` per row
+            or image (in the order of ``data``); ``None`` for a synthetic dataset.
     """
 
     data: pd.DataFrame | ImageSet
     manifest: dict[str, Any] | None
     datasheet: str | None
     path: Path
+    provenance: np.ndarray | None = None
+
+    @property
+    def augmented(self) -> bool:
+        """True for the augment stage's output (real train split plus synthetic rows)."""
+        return _is_augmented(self.manifest or {})
 
     @property
     def passed(self) -> bool:
-        return bool(self.manifest and self.manifest.get("validation", {}).get("passed"))
+        """A passing verdict is on record (for an augmented set: its generator's)."""
+        return bool((_verdict(self.manifest or {}) or {}).get("passed"))
 
     @property
     def images(self) -> np.ndarray:
@@ -376,30 +385,51 @@ class SyntheticDataset:
         return self.data
 
 
-def _load_table(directory: Path, manifest: dict[str, Any]) -> pd.DataFrame:
-    return pd.read_parquet(directory / manifest.get("synthetic", DEFAULT_SYNTHETIC))
+def _is_augmented(manifest: dict[str, Any]) -> bool:
+    return manifest.get("dataset") == "augmented"
 
 
-def _load_image_folder(directory: Path, manifest: dict[str, Any]) -> ImageSet:
+def _verdict(manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """The verdict that gates loading: the run's validation, or for an augmented set the
+    validation of the generator that made its synthetic part (None: none on record)."""
+    return manifest.get("generator_validation") if _is_augmented(manifest) else manifest.get("validation")
+
+
+def _load_table(data_path: Path, manifest: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
+    frame = pd.read_parquet(data_path)
+    column = manifest.get("provenance_column")
+    return frame, (frame[column].to_numpy() if _is_augmented(manifest) and column in frame else None)
+
+
+def _load_image_folder(data_path: Path, manifest: dict[str, Any]) -> tuple[ImageSet, np.ndarray | None]:
+    import csv
+
     channels = (manifest.get("image_shape") or [0, 0, 1])[-1]
-    return read_image_folder(directory / manifest.get("synthetic", "synthetic"), list(manifest["classes"]), channels)
+    images = read_image_folder(data_path, list(manifest.get("class_names") or manifest["classes"]), channels)
+    if not _is_augmented(manifest):
+        return images, None
+    with open(data_path / "labels.csv", newline="") as fh:
+        return images, np.array([row.get("source") for row in csv.DictReader(fh)], dtype=object)
 
 
-# manifest "kind" -> reader of the data file it names
+# manifest "kind" -> reader of the data it names: (data, provenance or None)
 LOADERS = {"tabular": _load_table, "image": _load_image_folder}
 
 
 def load_dataset(path: str | Path, allow_failed: bool = False) -> SyntheticDataset:
-    """Load the synthetic data of a pipeline run together with its manifest.
+    """Load the synthetic data of a pipeline run, or an augmented training set, with its manifest.
 
     Args:
-        path: a ``published/`` directory, a run's ``output.dir``, or a ``manifest.json``.
+        path: a ``published/`` directory, a run's ``output.dir``, its ``augment/``
+            directory (the augmented training set), or a ``manifest.json``.
         allow_failed: also load data whose verdict failed or that has no manifest;
-            default ``False`` (refuse them).
+            default ``False`` (refuse them). An augmented set is refused when the
+            validation of its generator failed; one whose generator was never
+            validated loads with a warning (its ``benefit.json`` is its measure).
 
     Raises:
         DataError: no manifest, a failed verdict (unless ``allow_failed``), a missing
-            data file, or data whose sha256 differs from the manifest's ``synthetic_hash``.
+            data file, or data whose sha256 differs from the manifest's hash.
     """
     path = Path(path)
     directory = path.parent if path.is_file() else path
@@ -419,25 +449,31 @@ def load_dataset(path: str | Path, allow_failed: bool = False) -> SyntheticDatas
         manifest = json.loads(manifest_path.read_text())
     except json.JSONDecodeError as exc:
         raise DataError(f"{manifest_path}: corrupt ({exc.msg})") from None
-    verdict = manifest.get("validation") or {}
-    if verdict.get("passed") is not True:
-        failed = verdict.get("failed_checks") or ["no verdict recorded"]
+    augmented = _is_augmented(manifest)
+    verdict = _verdict(manifest)
+    whose = "its generator's validation" if augmented else "validation"
+    if augmented and verdict is None:
+        log.warning("%s: an augmented set whose generator was not validated; see its benefit.json", directory)
+    elif not (verdict or {}).get("passed"):
+        failed = (verdict or {}).get("failed_checks") or ["no verdict recorded"]
         if not allow_failed:
-            raise DataError(f"{manifest_path}: validation failed ({', '.join(failed)}); "
+            raise DataError(f"{manifest_path}: {whose} failed ({', '.join(failed)}); "
                             "refusing the data (allow_failed=True to load it anyway)")
-        log.warning("%s: loading data whose validation failed (%s)", directory, ", ".join(failed))
+        log.warning("%s: loading data whose %s failed (%s)", directory, whose, ", ".join(failed))
     kind = manifest.get("kind", "tabular")
     loader = LOADERS.get(kind)
     if loader is None:
         raise DataError(f"{manifest_path}: datasets of kind {kind!r} cannot be loaded yet; known: {sorted(LOADERS)}")
-    data_path = directory / manifest.get("synthetic", DEFAULT_SYNTHETIC if kind == "tabular" else "synthetic")
+    name_key, hash_key = ("augmented", "augmented_hash") if augmented else ("synthetic", "synthetic_hash")
+    data_path = directory / manifest.get(name_key, DEFAULT_SYNTHETIC if kind == "tabular" else "synthetic")
     if not data_path.exists():
-        raise DataError(f"{data_path}: synthetic data named by the manifest not found")
-    expected = manifest.get("synthetic_hash")
+        raise DataError(f"{data_path}: data named by the manifest not found")
+    expected = manifest.get(hash_key)
     if expected is None:
-        raise DataError(f"{manifest_path}: records no synthetic_hash; cannot verify {data_path.name}")
+        raise DataError(f"{manifest_path}: records no {hash_key}; cannot verify {data_path.name}")
     actual = file_hash(data_path)
     if actual != expected:
         raise DataError(f"{data_path}: sha256 {actual[:12]}... does not match the manifest's "
-                        f"synthetic_hash {expected[:12]}...; the data changed after validation")
-    return SyntheticDataset(loader(directory, manifest), manifest, datasheet, directory)
+                        f"{hash_key} {expected[:12]}...; the data changed after it was written")
+    data, provenance = loader(data_path, manifest)
+    return SyntheticDataset(data, manifest, datasheet, directory, provenance)

@@ -2,7 +2,9 @@
 
 Written by the validate stage beside ``manifest.json`` and published with the data, in
 the spirit of "Datasheets for Datasets" (Gebru et al.): source, schema, model, privacy,
-the verdict with its key figures, intended use and known limits. Everything in it is
+the verdict with its key figures, intended use and known limits. The augment stage
+writes one for its augmented training set (composition, the generator's verdict, the
+measured benefit; :func:`render_augment_datasheet`). Everything in it is
 read from the run's own records (manifest, schema, validation report, the saved
 model's ``synthesizer.json``); nothing is claimed that the run did not measure.
 """
@@ -258,4 +260,94 @@ def render_image_datasheet(manifest: dict[str, Any], schema: Any, model_meta: di
             "reproduced less faithfully, and every figure is an estimate with sampling noise.",
             "- Without differential privacy a GAN can memorise training images. Exact copies and nearest-neighbour "
             "distances bound nothing; they only show that this draw did not leak in those measured ways.", ""]
+    return "\n".join(out)
+
+
+# -- augmented training sets -------------------------------------------------------------
+def render_augment_datasheet(manifest: dict[str, Any], benefit: dict[str, Any]) -> str:
+    """The Markdown datasheet of an augmented training set (``augment/DATASHEET.md``).
+
+    Args:
+        manifest: the augment stage's manifest (tables and images alike).
+        benefit: the stage's ``benefit.json`` (``{"measured": False}`` when not measured).
+    """
+    images = manifest.get("kind") == "image"
+    unit = "images" if images else "rows"
+    rows = manifest.get("rows") or {}
+    where = (f"`{manifest.get('augmented', 'images')}/` (`real/` and `synthetic/` folders, index "
+             f"`{manifest.get('files', 'images/labels.csv')}` with a `source` column)" if images else
+             f"`{manifest.get('augmented', 'augmented.parquet')}` (provenance column "
+             f"`{manifest.get('provenance_column', '_source')}`: `real` / `synthetic`)")
+    generator = manifest.get("generator_validation")
+    if generator is None:
+        verdict = ("not validated (no verdict on this very model was on record when the set was written; "
+                   "`synthgen validate` before `synthgen augment` records one)")
+    elif generator.get("passed"):
+        verdict = "PASSED its trust gate"
+    else:
+        verdict = f"REJECTED by its trust gate (failed: {', '.join(generator.get('failed_checks') or []) or '?'})"
+
+    out = [f"# Datasheet: augmented training set from `{manifest.get('source_data', '?')}`", "",
+           f"{rows.get('real', '?')} real + {rows.get('synthetic', '?')} synthetic {unit} = {rows.get('total', '?')} "
+           f"in {where}; sha256 `{manifest.get('augmented_hash', '?')}`, made by synthgen "
+           f"{manifest.get('synthgen_version', '?')}.", "",
+           f"**It contains the real train split.** Handle it as you handle the real data: the synthetic {unit} "
+           "add no privacy to it, and it must not be shared as synthetic data.", ""]
+    out += ["## Source", "",
+            f"- data: `{manifest.get('source_data', '?')}` (sha256 `{manifest.get('source_data_hash') or 'unknown'}`)",
+            f"- real {unit}: the train split (sha256 `{manifest.get('train_hash', '?')}`), unchanged",
+            f"- the holdout (sha256 `{manifest.get('holdout_hash') or 'unknown'}`) is not in this set; "
+            f"it was used for: {manifest.get('holdout_used_for', '?')}", ""]
+    plan = (f"`rebalance`, ratio {_fmt(manifest.get('ratio'))} (every class lifted to that share of the majority)"
+            if manifest.get("mode") == "rebalance" else
+            f"`enlarge`, factor {_fmt(manifest.get('factor'))} (the class mix of the train split kept)")
+    out += ["## Composition", "", f"Class `{manifest.get('target', '?')}`; mode {plan}.", "",
+            f"| class | real {unit} | synthetic added | total |", "| --- | --- | --- | --- |"]
+    out += [f"| {_cell(c)} | {e['before']} | {e['added']} | {e['after']} |"
+            for c, e in (manifest.get("classes") or {}).items()]
+    if manifest.get("unlabelled_real_rows"):
+        out.append(f"\n{manifest['unlabelled_real_rows']} real rows without a class are kept and get no synthetic rows.")
+    out.append("")
+    out += ["## Model", "",
+            f"- family: `{manifest.get('model', '?')}`, conditioned on the class (sha256 of the model directory "
+            f"`{manifest.get('model_hash', '?')}`)",
+            f"- seed of the written draw: {manifest.get('seed', '?')}",
+            f"- the generator's own synthetic data: {verdict}",
+            f"- MLflow run: `{manifest.get('mlflow_run_id') or 'not tracked'}`", ""]
+    if generator and generator.get("key_metrics"):
+        out += ["| metric of the generator's validation | value |", "| --- | --- |"]
+        out += [f"| {name} | {_fmt(value)} |" for name, value in generator["key_metrics"].items()]
+        out.append("")
+
+    out += ["## Measured benefit", ""]
+    if benefit.get("measured"):
+        protocol = benefit.get("protocol") or {}
+        out += [f"Downstream models trained on the real split (**real**), on this set (**augmented**) and on the "
+                "real split with class weights (**reweighted**, the free alternative), scored on the untouched "
+                f"real holdout over {protocol.get('repeats', '?')} repeats (new synthetic draw and model seed each). "
+                f"Minority class: `{benefit.get('minority')}`. Lift = augmented − real, mean ± sd [min, max].", "",
+                "| model | metric | real | augmented | lift | augmented − reweighted |",
+                "| --- | --- | --- | --- | --- | --- |"]
+        for model, metrics in benefit["models"].items():
+            for metric, s in metrics.items():
+                lift, versus = s["lift"], s["lift_vs_reweighted"]
+                if lift["mean"] is None:
+                    continue
+                out.append(f"| {model} | {metric} | {_fmt(s['real']['mean'])} | {_fmt(s['augmented']['mean'])} | "
+                           f"{lift['mean']:+.3f} ± {lift['sd']:.3f} [{lift['min']:+.3f}, {lift['max']:+.3f}] | "
+                           f"{versus['mean']:+.3f} |")
+        out += ["", "Use the set only where, on the metric you care about, both the lift and augmented − "
+                "reweighted are positive; otherwise class weights on the real data do as well for free.", ""]
+    else:
+        out += ["Not measured (`augment.benefit: false`): nothing is known about whether this set helps a model.", ""]
+
+    out += ["## Intended use", "",
+            f"- training a downstream model on more {unit} of the rarer classes, with evaluation always on real data;",
+            "- not for sharing (it holds real data), and not as evidence about the real population.", ""]
+    out += ["## Known limits", "",
+            f"- The synthetic {unit} are only as faithful per class as the generator; rare classes, the ones "
+            "augmentation targets, are the ones it learned from the fewest examples.",
+            "- The benefit's spread covers the synthetic draw and the downstream model's seed, not the train/holdout "
+            "split or the GAN's training seed; a small holdout makes each minority "
+            f"{'image' if images else 'row'} a large step of minority recall.", ""]
     return "\n".join(out)

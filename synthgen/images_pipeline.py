@@ -191,6 +191,7 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "schema": layout.schema.name,
         "model": IMAGE_MODEL,
         "model_dir": layout.model.name,
+        "model_hash": file_hash(layout.model),
         "seed": seed,
         "conditions": params.generate.conditions,
         "params_hash": run_params_hash(params.to_dict()),

@@ -253,6 +253,7 @@ def generate_stage(params: Params) -> dict[str, Any]:
         "schema": layout.schema.name,
         "model": params.model.name,
         "model_dir": layout.model.name,
+        "model_hash": file_hash(layout.model),
         "seed": seed,
         "conditions": params.generate.conditions,
         "privacy_filter": {"threshold": params.validate_.privacy_filter, "dropped": dropped},

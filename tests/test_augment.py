@@ -6,6 +6,8 @@ import shutil
 
 import pandas as pd
 import pytest
+
+import synthgen
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
@@ -13,7 +15,8 @@ from synthgen.augment import METRICS, SOURCE_COLUMN, AugmentLayout, augment_stag
 from synthgen.cli import cli
 from synthgen.config import AugmentConfig, parse_params
 from synthgen.io import file_hash
-from synthgen.pipeline import Layout, ingest_stage, train_stage
+from synthgen.errors import DataError
+from synthgen.pipeline import Layout, generate_stage, ingest_stage, train_stage, validate_stage
 from tests.conftest import tiny_params, write_params
 
 TINY_GAN = {"name": "tabular_gan", "epochs": 3, "batch_size": 100, "generator_dim": [32],
@@ -99,6 +102,10 @@ def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
             assert lift["mean"] == pytest.approx(entry["augmented"]["mean"] - entry["real"]["mean"])
     assert set(benefit["overall"]) == set(METRICS)
 
+    sheet = out.datasheet.read_text()
+    lift = benefit["models"]["random_forest"]["minority_recall"]["lift"]
+    assert f"| random_forest | minority_recall |" in sheet and f"{lift['mean']:+.3f} ± {lift['sd']:.3f}" in sheet
+
     page = out.report.read_text()
     assert page.count('src="data:image/png;base64,') == 2 and "Chinstrap" in page
 
@@ -107,7 +114,7 @@ def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
     assert "augment_logistic_real_macro_f1" in run.data.metrics
     artifacts = {a.path for a in MlflowClient(tracking_uri=raw["tracking"]["uri"]).list_artifacts(
         manifest["mlflow_run_id"], "augment")}
-    assert {"augment/manifest.json", "augment/benefit.json", "augment/report.html"} <= artifacts
+    assert {"augment/manifest.json", "augment/benefit.json", "augment/report.html", "augment/DATASHEET.md"} <= artifacts
 
 
 @pytest.mark.parametrize("ratio", [0.5, 1.3])
@@ -124,6 +131,46 @@ def test_rebalance_reaches_requested_counts_and_reproduces(trained, tmp_path, ra
     first = file_hash(out.augmented)
     augment_stage(params)  # same params and seed: the same bytes
     assert file_hash(out.augmented) == first == manifest["augmented_hash"]
+
+
+def test_load_dataset_reads_the_augmented_set_with_its_generator_verdict(trained, tmp_path):
+    raw = _copy(trained, tmp_path, augment={"benefit": False})
+    params = parse_params(raw)
+    out = AugmentLayout(params.out)
+    manifest = augment_stage(params)  # the model's own data was never validated
+    assert manifest["dataset"] == "augmented" and manifest["generator_validation"] is None
+    ds = synthgen.load_dataset(out.dir)  # loads, with a warning
+    assert ds.augmented and not ds.passed
+    pd.testing.assert_frame_equal(ds.data, pd.read_parquet(out.augmented))
+    assert list(ds.provenance) == list(ds.data[SOURCE_COLUMN])
+    assert (ds.provenance == "synthetic").sum() == manifest["rows"]["synthetic"] > 0
+    sheet = ds.datasheet
+    assert sheet.startswith("# Datasheet: augmented training set") and "It contains the real train split" in sheet
+    assert "not validated" in sheet and "Not measured (`augment.benefit: false`)" in sheet
+    for cls, entry in manifest["classes"].items():
+        assert f"| {cls} | {entry['before']} | {entry['added']} | {entry['after']} |" in sheet
+
+    generate_stage(params)
+    assert validate_stage(params)["passed"]  # the very model passes its gate: recorded by augment
+    verdict = augment_stage(params)["generator_validation"]
+    run = json.loads(Layout(params.out).manifest.read_text())
+    assert verdict["passed"] and verdict["synthetic_hash"] == run["synthetic_hash"]
+    ds = synthgen.load_dataset(out.manifest)
+    assert ds.passed and "PASSED its trust gate" in ds.datasheet and "| quality_score |" in ds.datasheet
+
+    strict = parse_params({**raw, "validate": {"min": {"quality_score": 0.999}}})
+    assert not validate_stage(strict)["passed"]
+    assert augment_stage(strict)["generator_validation"]["failed_checks"] == ["quality_score"]
+    with pytest.raises(DataError, match=r"its generator's validation failed \(quality_score\); refusing"):
+        synthgen.load_dataset(out.dir)
+    assert "REJECTED by its trust gate (failed: quality_score)" in synthgen.load_dataset(out.dir, allow_failed=True).datasheet
+
+    train_stage(params)  # a new model: the old verdict is not its own
+    assert augment_stage(params)["generator_validation"] is None
+    frame = pd.read_parquet(out.augmented)
+    frame.iloc[:-1].to_parquet(out.augmented, index=False)
+    with pytest.raises(DataError, match="does not match the manifest's augmented_hash"):
+        synthgen.load_dataset(out.dir)
 
 
 def test_enlarge_keeps_the_class_mix(trained, tmp_path):

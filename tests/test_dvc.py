@@ -43,8 +43,12 @@ def repo(tmp_path_factory, mlflow_template):
 def test_repro_runs_all_stages_then_nothing(repo):
     sh("dvc", "repro", cwd=repo)
     out = repo / "outputs" / "run"
-    for name in ("schema.json", "model/synthesizer.json", "synthetic.parquet", "manifest.json", "validation.json"):
+    for name in ("schema.json", "model/synthesizer.json", "synthetic.parquet", "manifest.json", "validation.json",
+                 "augment/augmented.parquet", "augment/DATASHEET.md"):
         assert (out / name).exists(), name
+    # augment runs after validate (it depends on manifest.json) and records the verdict
+    verdict = json.loads((out / "augment" / "manifest.json").read_text())["generator_validation"]
+    assert verdict["passed"] is json.loads((out / "manifest.json").read_text())["validation"]["passed"] is True
     again = sh("dvc", "repro", cwd=repo)
     assert "Running stage" not in again
     metrics = sh("dvc", "metrics", "show", "--json", cwd=repo)
@@ -62,6 +66,7 @@ def test_param_change_reruns_only_downstream(repo):
     (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     log = sh("dvc", "repro", cwd=repo)
     assert "Running stage 'generate'" in log and "Running stage 'validate'" in log
+    assert "Running stage 'augment'" in log  # it reads manifest.json, which validate rewrote
     assert "Running stage 'train'" not in log and "Running stage 'ingest'" not in log
     manifest = json.loads((repo / "outputs" / "run" / "manifest.json").read_text())
     assert manifest["rows"] == 90

@@ -142,6 +142,15 @@ def test_augment_rebalances_images_into_a_separate_folder_and_measures_the_benef
     assert "synthetic images added" in report.lower()
     assert report.count("data:image/png;base64") >= 3  # class counts, synthetic grid, scores
 
+    # the augmented set loads with its provenance; the generator's passing verdict is on record
+    ds = synthgen.load_dataset(out / "augment")
+    assert ds.augmented and ds.passed and manifest["generator_validation"]["passed"]
+    assert ds.images.shape == (manifest["rows"]["total"], 8, 8, 1)
+    assert list(ds.provenance) == [r["source"] for r in rows] and list(ds.labels) == [r["class"] for r in rows]
+    assert ds.data.classes == schema["classes"]
+    assert "It contains the real train split" in ds.datasheet and "PASSED its trust gate" in ds.datasheet
+    assert f"| {MINORITY} | {train_counts[MINORITY]} | {manifest['classes'][MINORITY]['added']} | {majority} |" in ds.datasheet
+
     run = MlflowClient(tracking_uri=image_run["uri"]).get_run(manifest["mlflow_run_id"])
     assert run.data.metrics["augment_synthetic_rows"] == manifest["rows"]["synthetic"]
     assert "augment_lift_balanced_accuracy_mean" in run.data.metrics
