@@ -1,44 +1,27 @@
-"""Augmentation as a Prefect 3 flow: ingest -> train -> augment, the CLI's stage functions.
+"""Augmentation as a Prefect 3 flow: ingest -> train -> generate -> validate -> augment.
 
-Run it with ``python -m pipelines.augment_flow --params params.yaml [--set k=v ...]``;
-``--skip-train`` augments with the model already under ``output.dir/model``. Without
-``PREFECT_API_URL`` Prefect starts a temporary local server by itself.
+The order of the DVC stages, with the tabular flow's own tasks (caching, retries) and
+one more for the augment stage, so the augment manifest records the verdict on this
+model's synthetic data. Run it with ``python -m pipelines.augment_flow --params
+params.yaml [--set k=v ...]``; ``--skip-train`` augments with the model already under
+``output.dir/model`` (and the verdict already on record). Without ``PREFECT_API_URL``
+Prefect starts a temporary local server by itself.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import sys
 from typing import Any
 
-os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "synthgen")
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
-
+from pipelines.tabular_flow import IO_RETRIES, generate, ingest, train, validate  # same tasks, same stage functions
 from pipelines._entry import flow_main  # noqa: E402
-from prefect import flow, task  # noqa: E402
+from prefect import flow, task
 
-logging.getLogger("synthgen").setLevel(logging.INFO)
-
-from synthgen import pipeline  # noqa: E402
-from synthgen.augment import augment_stage  # noqa: E402
-from synthgen.config import Params, load_params  # noqa: E402
-
-IO_RETRIES = dict(retries=2, retry_delay_seconds=[2, 10])
+from synthgen.augment import augment_stage
+from synthgen.config import Params, load_params
 
 
-@task(name="ingest", **IO_RETRIES)
-def ingest(params: Params) -> dict[str, Any]:
-    return pipeline.ingest_stage(params)
-
-
-@task(name="train")
-def train(params: Params) -> dict[str, Any]:
-    return pipeline.train_stage(params)
-
-
-@task(name="augment")
+@task(name="augment", **IO_RETRIES)
 def augment(params: Params) -> dict[str, Any]:
     return augment_stage(params)
 
@@ -47,18 +30,23 @@ def augment(params: Params) -> dict[str, Any]:
 def augment_pipeline(
     params_file: str = "params.yaml", overrides: list[str] | None = None, skip_train: bool = False
 ) -> dict[str, Any]:
-    """ingest -> train -> augment (only augment with ``skip_train``); returns the augment manifest."""
+    """ingest -> train -> generate -> validate -> augment (only augment with ``skip_train``);
+    returns the augment manifest."""
     params = load_params(params_file, overrides or [])
     if not skip_train:
         ingest(params)
         train(params)
+        generate(params)
+        validate(params)
     return augment(params)
 
 
 def main(argv: list[str] | None = None) -> int:
     def run(args) -> int:
         manifest = augment_pipeline(args.params, args.overrides, args.skip_train)
-        print(f"augment: {manifest['rows']}; lift: {manifest['benefit']}")
+        verdict = manifest.get("generator_validation")
+        print(f"augment: {manifest['rows']}; lift: {manifest['benefit']}; generator: "
+              f"{'not validated' if verdict is None else 'passed' if verdict['passed'] else 'REJECTED'}")
         return 0
 
     def extra(parser) -> None:

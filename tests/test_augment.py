@@ -228,5 +228,6 @@ def test_prefect_augment_flow_completes(tmp_path, mlflow_uri, monkeypatch):
     assert state.is_completed()
     manifest = state.result()
     assert manifest["augment"]["ratio"] == 0.8 and manifest["rows"]["synthetic"] > 0
+    assert manifest["generator_validation"]["passed"]  # the flow validates before it augments
     assert (tmp_path / "out" / "augment" / "augmented.parquet").is_file()
     assert json.loads((tmp_path / "out" / "augment" / "benefit.json").read_text())["measured"]
