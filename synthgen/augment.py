@@ -519,7 +519,10 @@ def generator_verdict(run_manifest: Path, model_hash: str) -> dict[str, Any] | N
     ``manifest.json``, matched by model hash), or None when none is on record."""
     if not run_manifest.is_file():
         return None
-    manifest = json.loads(run_manifest.read_text())
+    try:
+        manifest = json.loads(run_manifest.read_text())
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{run_manifest}: corrupt ({exc.msg}); rerun `synthgen validate`") from None
     verdict = manifest.get("validation")
     if manifest.get("model_hash") != model_hash or not verdict:
         return None
