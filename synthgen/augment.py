@@ -377,6 +377,7 @@ def build_augment_report(manifest: dict[str, Any], benefit: dict[str, Any], extr
 
     ``manifest["unit"]`` (default ``rows``) names what was added; ``extra_html`` goes
     after the class counts (the image stage puts its sample grid there)."""
+    from synthgen.datasheet import describe_generator_verdict
     from synthgen.reporting import _png, _table
 
     unit = manifest.get("unit", "rows")
@@ -384,6 +385,9 @@ def build_augment_report(manifest: dict[str, Any], benefit: dict[str, Any], extr
              f"<p>Target <b>{html.escape(str(manifest['target']))}</b>, mode <b>{manifest['mode']}</b>, "
              f"model <b>{html.escape(manifest['model'])}</b>, {manifest['rows']['synthetic']} synthetic {unit} "
              f"added to {manifest['rows']['real']} real {unit}.</p>",
+             f"<p>The generator's own synthetic data: "
+             f"<b>{html.escape(describe_generator_verdict(manifest.get('generator_validation')))}</b>. "
+             f"The set contains the real train split: handle it as the real data.</p>",
              f"<h2>{unit.capitalize()} per class</h2>",
              _table([[c, v["before"], v["added"], v["after"]] for c, v in manifest["classes"].items()],
                     ["class", "real", "synthetic", "after"]),

@@ -264,6 +264,16 @@ def render_image_datasheet(manifest: dict[str, Any], schema: Any, model_meta: di
 
 
 # -- augmented training sets -------------------------------------------------------------
+def describe_generator_verdict(verdict: dict[str, Any] | None) -> str:
+    """One phrase for an augment manifest's ``generator_validation`` (datasheet and report)."""
+    if verdict is None:
+        return ("not validated (no verdict on this very model was on record when the set was written; "
+                "`synthgen validate` before `synthgen augment` records one)")
+    if verdict.get("passed"):
+        return "PASSED its trust gate"
+    return f"REJECTED by its trust gate (failed: {', '.join(verdict.get('failed_checks') or []) or '?'})"
+
+
 def render_augment_datasheet(manifest: dict[str, Any], benefit: dict[str, Any]) -> str:
     """The Markdown datasheet of an augmented training set (``augment/DATASHEET.md``).
 
@@ -279,13 +289,7 @@ def render_augment_datasheet(manifest: dict[str, Any], benefit: dict[str, Any]) 
              f"`{manifest.get('augmented', 'augmented.parquet')}` (provenance column "
              f"`{manifest.get('provenance_column', '_source')}`: `real` / `synthetic`)")
     generator = manifest.get("generator_validation")
-    if generator is None:
-        verdict = ("not validated (no verdict on this very model was on record when the set was written; "
-                   "`synthgen validate` before `synthgen augment` records one)")
-    elif generator.get("passed"):
-        verdict = "PASSED its trust gate"
-    else:
-        verdict = f"REJECTED by its trust gate (failed: {', '.join(generator.get('failed_checks') or []) or '?'})"
+    verdict = describe_generator_verdict(generator)
 
     out = [f"# Datasheet: augmented training set from `{manifest.get('source_data', '?')}`", "",
            f"{rows.get('real', '?')} real + {rows.get('synthetic', '?')} synthetic {unit} = {rows.get('total', '?')} "

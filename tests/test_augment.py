@@ -108,6 +108,7 @@ def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
 
     page = out.report.read_text()
     assert page.count('src="data:image/png;base64,') == 2 and "Chinstrap" in page
+    assert "The generator's own synthetic data: <b>not validated" in page
 
     run = MlflowClient(tracking_uri=raw["tracking"]["uri"]).get_run(manifest["mlflow_run_id"])
     assert "augment_lift_balanced_accuracy_mean" in run.data.metrics
