@@ -145,16 +145,10 @@ class TrackingConfig(_Section):
 
     uri: str | None = "sqlite:///mlflow.db"  # null disables tracking
     experiment: str = "synthgen"
-    registered_model: str | None = None  # registry name of the pyfunc generator; null: not logged as a model
+    registered_model: str | None = None  # registry name of the pyfunc generator; null (or uri null): not logged as a model
     model_alias: str = "candidate"  # alias the train stage sets on each new version
     champion_alias: str | None = "champion"  # alias validate moves to a version whose verdict passed; null: never
     parent_run: str | None = None  # MLflow run id this pipeline's run nests under (set by sweeps); null: top level
-
-    @model_validator(mode="after")
-    def _registry_needs_store(self) -> TrackingConfig:
-        if self.registered_model is not None and self.uri is None:
-            raise ValueError("registered_model needs a tracking uri (tracking.uri is null)")
-        return self
 
 
 _CONSTRAINT = re.compile(r"^\s*(<=|>=|<|>|==)\s*([-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?)\s*$")

@@ -208,7 +208,9 @@ def train_stage(params: Params) -> dict[str, Any]:
         figure = plot_losses(losses, layout.root / "loss_curve.png")
         tracker.log_artifact(figure, "plots")
     tracker.log_artifact(layout.model)
-    if params.tracking.registered_model:
+    if params.tracking.registered_model and params.tracking.uri is None:
+        log.info("train: tracking.uri is null, so the generator is not registered as %r", params.tracking.registered_model)
+    elif params.tracking.registered_model:
         generator = tracker.log_generator(layout.model, params.tracking.registered_model, params.tracking.model_alias)
         write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id, "generator": generator})
         summary["generator"] = generator

@@ -1,3 +1,4 @@
+import json
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,20 @@ def test_repo_params_file_is_valid():
     assert params.data.path == "data/penguins.csv"
     assert params.validate_.min["quality_score"] > 0
     assert params.flat()["model.epochs"] == params.model.epochs
+
+
+def test_tracking_off_turns_the_registry_off_too(tmp_path, caplog):
+    from synthgen.config import parse_params
+    from synthgen.pipeline import Layout, ingest_stage, train_stage
+    from tests.conftest import tiny_params
+
+    assert load_params(ROOT / "params.yaml", ["tracking.uri=null"]).tracking.registered_model == "penguins"
+    params = parse_params(tiny_params(tmp_path, None, model={"epochs": 1}, tracking={"registered_model": "penguins"}))
+    ingest_stage(params)
+    with caplog.at_level("INFO", logger="synthgen"):
+        train_stage(params)
+    recorded = json.loads(Layout(params.out).tracking.read_text())
+    assert "generator is not registered" in caplog.text and recorded.get("generator") is None
 
 
 def test_overrides_are_typed(tmp_path):
