@@ -42,7 +42,8 @@ test-slow: install
 HANG_LIMIT ?= 1800
 HANG_GUARD := $(shell command -v timeout >/dev/null 2>&1 && echo "timeout $(HANG_LIMIT)")
 
-test-team: install  ## the slow end-to-end team tests: MLflow server, DVC remote, Prefect server; the image flows; a Dask sweep
+test-team: install  ## the slow end-to-end tests: MLflow server, DVC remote and exp run, Prefect server, the demo's gate, image flows, a Dask sweep
+	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/test_demo_gate.py tests/test_dvc.py
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/test_team_prefect.py tests/test_team_storage.py
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/test_image_pipeline.py  # each in its own process: after the
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/test_sweep.py           # Prefect-server tests, both hung in-process

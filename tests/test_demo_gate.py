@@ -17,6 +17,9 @@ import yaml
 
 from tests.conftest import ROOT, write_params
 
+# a full-length demo training (~75 s on 2 quiet cores): `make test-team`, which CI runs too
+pytestmark = pytest.mark.slow
+
 
 def synthgen(*args):
     return subprocess.run([sys.executable, "-m", "synthgen", *args], capture_output=True, text=True, cwd=ROOT)

@@ -73,6 +73,7 @@ def test_param_change_reruns_only_downstream(repo):
     sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=repo)
 
 
+@pytest.mark.slow  # ~45 s: a second whole pipeline through `dvc exp run`; `make test-team`
 def test_exp_run_with_set_param(repo):
     log = sh("dvc", "exp", "run", "-S", "model.epochs=3", cwd=repo)
     assert "Running stage 'train'" in log
