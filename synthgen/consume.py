@@ -15,8 +15,8 @@ Example::
     ds = synthgen.load_dataset("outputs/demo/published")
     ds.data.head(); ds.manifest["validation"]["passed"]  # -> True
     digits = synthgen.load_dataset("outputs/digits/published")  # an image run
-    train = synthgen.load_dataset("outputs/demo/augment")  # real + synthetic, .provenance per row
     digits.images.shape, digits.labels[:5]  # (N, 8, 8, 1) uint8, class names
+    train = synthgen.load_dataset("outputs/demo/augment")  # real + synthetic, .provenance per row
 
 Conditions have one JSON-friendly form everywhere: ``{"col": value}`` for an exact
 value and ``{"col": {"low": a, "high": b}}`` (inclusive) for a numeric range.

@@ -302,7 +302,7 @@ def render_augment_datasheet(manifest: dict[str, Any], benefit: dict[str, Any]) 
             f"- real {unit}: the train split (sha256 `{manifest.get('train_hash', '?')}`), unchanged",
             f"- the holdout (sha256 `{manifest.get('holdout_hash') or 'unknown'}`) is not in this set; "
             f"it was used for: {manifest.get('holdout_used_for', '?')}", ""]
-    plan = (f"`rebalance`, ratio {_fmt(manifest.get('ratio'))} (every class lifted to that share of the majority)"
+    plan = (f"`rebalance`, ratio {_fmt(manifest.get('ratio'))} (every class lifted to round(ratio × the majority class's count))"
             if manifest.get("mode") == "rebalance" else
             f"`enlarge`, factor {_fmt(manifest.get('factor'))} (the class mix of the train split kept)")
     out += ["## Composition", "", f"Class `{manifest.get('target', '?')}`; mode {plan}.", "",
