@@ -17,7 +17,7 @@ from pipelines.tabular_flow import IO_RETRIES, generate, ingest, train, validate
 from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow, task
 
-from synthgen.augment import augment_stage
+from synthgen.augment import augment_stage, summary_lines
 from synthgen.config import Params, load_params
 
 
@@ -44,9 +44,7 @@ def augment_pipeline(
 def main(argv: list[str] | None = None) -> int:
     def run(args) -> int:
         manifest = augment_pipeline(args.params, args.overrides, args.skip_train)
-        verdict = manifest.get("generator_validation")
-        print(f"augment: {manifest['rows']}; lift: {manifest['benefit']}; generator: "
-              f"{'not validated' if verdict is None else 'passed' if verdict['passed'] else 'REJECTED'}")
+        print("\n".join(summary_lines(manifest)))
         return 0
 
     def extra(parser) -> None:

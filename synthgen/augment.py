@@ -518,6 +518,22 @@ def augment_stage(params: Params) -> dict[str, Any]:
     return manifest
 
 
+def summary_lines(manifest: dict[str, Any]) -> list[str]:
+    """What an augment run prints: rows added per class, the balanced-accuracy lift, the
+    generator's verdict (the CLI and the Prefect flow)."""
+    from synthgen.datasheet import describe_generator_verdict
+
+    added = ", ".join(f"{c} {v['before']}->{v['after']}" for c, v in manifest["classes"].items())
+    lines = [f"augment: {manifest['rows']['synthetic']} synthetic {manifest.get('unit', 'rows')} added ({added})"]
+    lift = manifest["benefit"].get("balanced_accuracy")
+    if lift and lift["mean"] is not None:
+        lines.append(f"augment: balanced-accuracy lift {lift['mean']:+.4f} (sd {lift['sd']:.4f}, "
+                     f"min {lift['min']:+.4f}, max {lift['max']:+.4f}, {lift['n']} repeats)")
+    lines.append(f"augment: the generator's own synthetic data: "
+                 f"{describe_generator_verdict(manifest.get('generator_validation'))}")
+    return lines
+
+
 def generator_verdict(run_manifest: Path, model_hash: str) -> dict[str, Any] | None:
     """The verdict on the synthetic data of the very model that augments (the run's
     ``manifest.json``, matched by model hash), or None when none is on record."""

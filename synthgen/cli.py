@@ -139,15 +139,11 @@ def validate(params_file: str, overrides: tuple[str, ...], synthetic: str | None
 def augment(params_file: str, overrides: tuple[str, ...]) -> None:
     """Add conditional synthetic rows of data.target (images: of each label) to the train split;
     measure the benefit."""
-    from synthgen.augment import augment_stage
+    from synthgen.augment import augment_stage, summary_lines
 
     manifest = _guarded(lambda: augment_stage(_load(params_file, overrides)))
-    added = ", ".join(f"{c} {v['before']}->{v['after']}" for c, v in manifest["classes"].items())
-    click.echo(f"augment: {manifest['rows']['synthetic']} synthetic {manifest.get('unit', 'rows')} added ({added})")
-    lift = manifest["benefit"].get("balanced_accuracy")
-    if lift and lift["mean"] is not None:
-        click.echo(f"augment: balanced-accuracy lift {lift['mean']:+.4f} "
-                   f"(sd {lift['sd']:.4f}, min {lift['min']:+.4f}, max {lift['max']:+.4f}, {lift['n']} repeats)")
+    for line in summary_lines(manifest):
+        click.echo(line)
 
 
 @cli.command()

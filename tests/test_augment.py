@@ -66,6 +66,7 @@ def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
     result = CliRunner().invoke(cli, ["augment", "--params", str(params_file)])
     assert result.exit_code == 0, result.output
     assert "balanced-accuracy lift" in result.stdout
+    assert "the generator's own synthetic data: not validated" in result.stdout  # trained, never validated
 
     assert file_hash(layout.holdout) == holdout_before  # the holdout is untouched
     train = pd.read_parquet(layout.train)

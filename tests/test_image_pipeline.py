@@ -104,6 +104,7 @@ def test_augment_rebalances_images_into_a_separate_folder_and_measures_the_benef
     result = _cli("augment", "--params", str(image_run["params"]))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "synthetic images added" in result.stdout
+    assert "the generator's own synthetic data: PASSED its trust gate" in result.stdout
 
     manifest = json.loads((out / "augment" / "manifest.json").read_text())
     schema = json.loads((out / "schema.json").read_text())
