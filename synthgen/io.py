@@ -78,16 +78,15 @@ def run_params_hash(params_dict: dict[str, Any]) -> str:
     return params_hash({k: v for k, v in params_dict.items() if k not in ("tracking", "output")})
 
 
-# ``data.path`` values that name a dataset bundled with an installed package: (package of
-# the data folder, file name). Their hash is the bundled file's.
-BUNDLED = {"sklearn:digits": ("sklearn.datasets.data", "digits.csv.gz")}
-
-
 def source_hash(path: str | Path) -> str | None:
-    """sha256 of the source data (a file, a folder, or a bundled ``sklearn:`` dataset); None when absent."""
-    if str(path) in BUNDLED:
+    """sha256 of the source data (a file, a folder, or a bundled ``sklearn:`` dataset, whose
+    hash is its packaged file's: :data:`synthgen.data.images.BUNDLED`); None when absent."""
+    if str(path).startswith("sklearn:"):
         from importlib.resources import files
 
-        package, name = BUNDLED[str(path)]
-        return file_hash(Path(str(files(package) / name)))
+        from synthgen.data.images import BUNDLED
+
+        if str(path) in BUNDLED:
+            package, name = BUNDLED[str(path)]
+            return file_hash(Path(str(files(package) / name)))
     return file_hash(path) if Path(path).exists() else None

@@ -55,6 +55,8 @@ from synthgen.io import atomic_path
 log = logging.getLogger(__name__)
 
 DIGITS = "sklearn:digits"
+# data.path values read from a package's bundled files -> (package of the data folder, file)
+BUNDLED = {DIGITS: ("sklearn.datasets.data", "digits.csv.gz")}
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
