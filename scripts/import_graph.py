@@ -1,0 +1,175 @@
+"""The import graph of ``synthgen/`` and the architecture rules it must keep.
+
+Reads every module under ``synthgen/`` with :mod:`ast` (nothing is imported), so the
+check is fast and sees function-level imports too (``if TYPE_CHECKING:`` blocks are
+skipped: they never run). Rules, each reported with the offending modules:
+
+- no import cycles between modules of ``synthgen/``;
+- ``synthgen/`` imports neither ``prefect`` nor ``dvc``;
+- only ``synthgen/tracking/`` imports ``mlflow``;
+- no module imports a leading-underscore name from another module;
+- no module is over 500 lines, and each opens with a docstring.
+
+Run ``python scripts/import_graph.py`` (exit 1 on a violation, one line each), or
+``--dot`` for the module graph in Graphviz form. ``tests/unit/test_architecture.py``
+runs the same check in ``make test``.
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "synthgen"
+MAX_LINES = 500
+FORBIDDEN = {"prefect": "synthgen/ imports neither Prefect nor DVC", "dvc": "synthgen/ imports neither Prefect nor DVC"}
+MLFLOW_HOME = "synthgen.tracking"
+
+
+@dataclass
+class Module:
+    name: str
+    path: Path
+    imports: set[str] = field(default_factory=set)  # synthgen modules this one imports
+    external: set[str] = field(default_factory=set)  # top-level names of other packages
+    private: list[str] = field(default_factory=list)  # "module._name" imported from elsewhere
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _runtime_nodes(tree: ast.AST) -> Iterator[ast.AST]:
+    """Every node except those under ``if TYPE_CHECKING:``."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            stack.extend(node.orelse)
+            continue
+        yield node
+        stack.extend(ast.iter_child_nodes(node))
+
+
+def scan(root: Path = ROOT) -> dict[str, Module]:
+    paths = sorted((root / PACKAGE).rglob("*.py"))
+    modules = {module_name(p, root): Module(module_name(p, root), p) for p in paths}
+    for module in modules.values():
+        is_package = module.path.name == "__init__.py"
+        tree = ast.parse(module.path.read_text(), str(module.path))
+        for node in _runtime_nodes(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    _record(module, modules, alias.name, None)
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    anchor = module.name.split(".")
+                    anchor = anchor if is_package else anchor[:-1]
+                    anchor = anchor[: len(anchor) - (node.level - 1)]
+                    base = ".".join([*anchor, base] if base else anchor)
+                for alias in node.names:
+                    _record(module, modules, base, alias.name)
+    return modules
+
+
+def _record(module: Module, modules: dict[str, Module], base: str, name: str | None) -> None:
+    top = base.split(".")[0]
+    if top != PACKAGE:
+        module.external.add(top)
+        return
+    target = f"{base}.{name}" if name and f"{base}.{name}" in modules else base
+    while target not in modules and "." in target:
+        target = target.rsplit(".", 1)[0]
+    if target != module.name:
+        module.imports.add(target)
+    if name and name.startswith("_") and not name.startswith("__") and target == base:
+        module.private.append(f"{base}.{name}")
+
+
+def cycles(modules: dict[str, Module]) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[list[str]] = []
+    counter = [0]
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = counter[0]
+        counter[0] += 1
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in sorted(modules[node].imports):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    sys.setrecursionlimit(10_000)
+    for name in sorted(modules):
+        if name not in index:
+            visit(name)
+    return found
+
+
+def violations(root: Path = ROOT) -> list[str]:
+    modules = scan(root)
+    problems = [f"import cycle: {' <-> '.join(c)}" for c in cycles(modules)]
+    for module in modules.values():
+        rel = module.path.relative_to(root)
+        for top, why in FORBIDDEN.items():
+            if top in module.external:
+                problems.append(f"{rel}: imports {top} ({why})")
+        if "mlflow" in module.external and not (module.name == MLFLOW_HOME or module.name.startswith(MLFLOW_HOME + ".")):
+            problems.append(f"{rel}: imports mlflow (only {MLFLOW_HOME.replace('.', '/')}/ may)")
+        for name in module.private:
+            problems.append(f"{rel}: imports the private name {name}")
+        text = module.path.read_text()
+        lines = text.count("\n")
+        if lines > MAX_LINES:
+            problems.append(f"{rel}: {lines} lines (at most {MAX_LINES})")
+        if text.strip() and ast.get_docstring(ast.parse(text)) is None:
+            problems.append(f"{rel}: no opening docstring saying what it holds")
+    return problems
+
+
+def dot(root: Path = ROOT) -> str:
+    modules = scan(root)
+    edges = [f'  "{m.name}" -> "{t}";' for m in modules.values() for t in sorted(m.imports)]
+    return "digraph synthgen {\n" + "\n".join(sorted(edges)) + "\n}\n"
+
+
+def main(argv: list[str]) -> int:
+    if "--dot" in argv:
+        sys.stdout.write(dot())
+        return 0
+    problems = violations()
+    for line in problems:
+        print(line)
+    if not problems:
+        print(f"import graph ok: {len(scan())} modules, no cycles, no forbidden imports")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
