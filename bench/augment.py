@@ -88,8 +88,8 @@ def markdown_table(benefit: dict) -> str:
 
 def merge_benefits(benefits: list[dict]) -> tuple[dict, list[dict]]:
     """Pool the repeats of runs with different GAN seeds into one summary (synthgen's own
-    :func:`~synthgen.augment.summarize`), and each run's own overall lift."""
-    from synthgen.augment import summarize
+    :func:`~synthgen.validation.benefit.summarize`), and each run's own overall lift."""
+    from synthgen.validation.benefit import summarize
 
     models = benefits[0]["protocol"]["models"]
     if any(b["protocol"]["models"] != models for b in benefits):

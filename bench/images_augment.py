@@ -42,7 +42,7 @@ def _stratified(labels: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 
 def run(args: argparse.Namespace) -> list[dict]:
-    from synthgen.config import ModelConfig
+    from synthgen.config import ImageModelConfig
     from synthgen.data.images import DIGITS, read_images, split_images
     from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
     from synthgen.validation.images import fit_judge, image_report
@@ -59,9 +59,9 @@ def run(args: argparse.Namespace) -> list[dict]:
     rows = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         for mode in args.modes:
-            cfg = ModelConfig(name="image_cgan", epochs=epochs, batch_size=args.batch, device="cpu", seed=seed,
+            cfg = ImageModelConfig(name="image_cgan", epochs=epochs, batch_size=args.batch, device="cpu", seed=seed,
                               generator_dim=[args.width], discriminator_dim=[args.d_width or args.width],
-                              augment=mode,
+                              disc_augment=mode,
                               ada_kimg=args.ada_kimg, ada_orientation=not args.ada_no_orientation, ema=args.ema,
                               lr=args.lr)
             tick = time.perf_counter()

@@ -23,7 +23,7 @@ import torch
 
 
 def main() -> None:
-    from synthgen.config import ModelConfig
+    from synthgen.config import ImageModelConfig
     from synthgen.data.images import DIGITS, read_images, split_images
     from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
     from synthgen.training.callbacks import Callback
@@ -49,8 +49,8 @@ def main() -> None:
 
     train, _ = split_images(read_images(DIGITS, 8), 0.2, seed=0)
     judge = fit_judge(train.images, train.labels, seed=0)
-    cfg = ModelConfig(name="image_cgan", epochs=args.epochs, batch_size=args.batch, device="cpu", seed=args.seed,
-                      generator_dim=[args.width], discriminator_dim=[args.width], augment=args.augment,
+    cfg = ImageModelConfig(name="image_cgan", epochs=args.epochs, batch_size=args.batch, device="cpu", seed=args.seed,
+                      generator_dim=[args.width], discriminator_dim=[args.width], disc_augment=args.augment,
                       ema=args.ema, lr=args.lr)
     model = ImageCGANSynthesizer(cfg)
     model.options.betas = (args.b1, 0.999)

@@ -46,7 +46,7 @@ import pandas as pd
 import psutil
 import torch
 
-from synthgen.config import ModelConfig, PrivacyConfig
+from synthgen.config import PrivacyConfig, TabularModelConfig
 from synthgen.data.schema import conform, infer_schema
 from synthgen.synthesizers import REGISTRY
 
@@ -118,7 +118,7 @@ def inflate(df: pd.DataFrame, rows: int, seed: int) -> pd.DataFrame:
 
 
 def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``key=value`` -> (ModelConfig fields, TabularGANOptions fields)."""
+    """``key=value`` -> (TabularModelConfig fields, TabularGANOptions fields)."""
     import yaml
 
     from synthgen.synthesizers.tabular_gan import TabularGANOptions
@@ -134,7 +134,7 @@ def parse_sets(items: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def fit_one(name: str, schema: Any, df: pd.DataFrame, cfg: dict[str, Any], opts: dict[str, Any],
             privacy: PrivacyConfig | None = None) -> dict[str, Any]:
-    model = REGISTRY[name](schema, ModelConfig(name=name, **cfg), privacy)
+    model = REGISTRY[name](schema, TabularModelConfig(name=name, **cfg), privacy)
     for key, value in opts.items():
         setattr(model.options, key, tuple(value) if isinstance(value, list) else value)
     with PeakRSS() as mem:

@@ -20,7 +20,7 @@ def flow_main(
     """Parse ``--params``/``--set`` (plus ``extra``'s options), validate the params
     (and ``data.kind`` when ``kind`` is given), then return ``run(args)``; a
     :class:`~synthgen.errors.SynthgenError` becomes one stderr line and its exit code."""
-    from synthgen.config import load_params
+    from synthgen.stages import load_params
     from synthgen.errors import SynthgenError
 
     parser = argparse.ArgumentParser(description=description)

@@ -17,13 +17,15 @@ from pipelines.tabular_flow import IO_RETRIES, generate, ingest, train, validate
 from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow, task
 
-from synthgen.augment import augment_stage, summary_lines
-from synthgen.config import Params, load_params
+from synthgen import stages
+from synthgen.config import Params
+from synthgen.stages import load_params
+from synthgen.stages.augment_common import summary_lines
 
 
 @task(name="augment", **IO_RETRIES)
 def augment(params: Params) -> dict[str, Any]:
-    return augment_stage(params)
+    return stages.augment(params)
 
 
 @flow(name="synthgen-augment", log_prints=True)

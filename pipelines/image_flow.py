@@ -1,8 +1,8 @@
 """The image pipeline (``data.kind: image``) as a Prefect 3 flow: wiring only.
 
 Run it with ``python -m pipelines.image_flow --params params.images.yaml [--set k=v ...]``.
-The tasks call the same stage functions as the CLI and DVC (``synthgen/pipeline.py``
-dispatches them to ``synthgen/images_pipeline.py`` on ``data.kind``).
+The tasks call the same stage functions as the CLI and DVC (``synthgen.stages`` dispatches
+them to ``synthgen/stages/images.py`` on ``data.kind``).
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pipelines.tabular_flow import generate, ingest, train, validate  # same tas
 from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow
 
-from synthgen.config import load_params
+from synthgen.stages import load_params
 
 
 @flow(name="synthgen-images", log_prints=True)

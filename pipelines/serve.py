@@ -11,7 +11,7 @@ in its own subprocess:
 
 Each deployment's parameters are ``params_file`` (an absolute path) and ``overrides`` (the
 ``--set key=value`` list), the same inputs as the CLI: the flow validates them through
-:func:`synthgen.config.load_params` before any stage runs, and this entry point validates
+:func:`synthgen.stages.load_params` before any stage runs, and this entry point validates
 them once before serving, so a bad params file is one stderr line and exit 2. Without
 ``--start-server`` it serves against ``PREFECT_API_URL`` (a server started elsewhere).
 Trigger a run by hand with ``prefect deployment run synthgen-tabular/tabular``.
@@ -39,7 +39,7 @@ IMAGE_DEPLOYMENT = "images"  # full name: synthgen-images/images
 
 def _check(params_file: str, overrides: list[str], kind: str) -> str:
     """Validate a params file for a deployment; return its absolute path."""
-    from synthgen.config import load_params
+    from synthgen.stages import load_params
     from synthgen.errors import ConfigError
 
     params = load_params(params_file, overrides)

@@ -8,7 +8,7 @@ cluster whose workers have synthgen installed and see the same paths. One MLflow
 spans the sweep; every point's pipeline run is its child (``mlflow.parentRunId``). The
 comparison (``sweep.csv``, ``sweep.md``, ``frontier.png``, ``sweep.json``) lands in the sweep
 directory (``sweep.dir``, default ``<output.dir>/sweep``). Wiring only: the grid, the
-frontier and the selection are :mod:`synthgen.sweep`.
+frontier and the selection are :mod:`synthgen.stages.sweep`.
 """
 
 from __future__ import annotations
@@ -27,8 +27,11 @@ from prefect import flow, task  # noqa: E402
 
 logging.getLogger("synthgen").setLevel(logging.INFO)
 
-from synthgen import __version__, pipeline, sweep  # noqa: E402
-from synthgen.config import SweepConfig, load_params  # noqa: E402
+from synthgen import stages  # noqa: E402
+from synthgen.stages import sweep  # noqa: E402
+from synthgen.version import __version__  # noqa: E402
+from synthgen.config import SweepConfig  # noqa: E402
+from synthgen.stages import load_params  # noqa: E402
 from synthgen.tracking import make_tracker  # noqa: E402
 
 
@@ -44,7 +47,7 @@ def task_runner(cfg: SweepConfig):
 
 @task(name="sweep-point")
 def run_point(point: sweep.GridPoint) -> dict[str, Any]:
-    pipeline.run_pipeline(point.params)
+    stages.run(point.params)
     return sweep.point_row(point)
 
 

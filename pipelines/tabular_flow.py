@@ -23,8 +23,9 @@ from prefect.tasks import exponential_backoff  # noqa: E402
 logging.getLogger("synthgen").setLevel(logging.INFO)
 
 from pipelines.caching import StageCache, run_stamped  # noqa: E402
-from synthgen import pipeline  # noqa: E402
-from synthgen.config import Params, load_params  # noqa: E402
+from synthgen import stages  # noqa: E402
+from synthgen.config import Params  # noqa: E402
+from synthgen.stages import load_params  # noqa: E402
 from synthgen.errors import SynthgenError, TrackingError  # noqa: E402
 
 
@@ -43,22 +44,22 @@ CACHED = dict(cache_policy=StageCache(), persist_result=True)
 
 @task(name="ingest", **IO_RETRIES, **CACHED)
 def ingest(params: Params) -> dict[str, Any]:
-    return run_stamped("ingest", pipeline.ingest_stage, params)
+    return run_stamped("ingest", stages.ingest, params)
 
 
 @task(name="train", **CACHED)
 def train(params: Params) -> dict[str, Any]:
-    return run_stamped("train", pipeline.train_stage, params)
+    return run_stamped("train", stages.train, params)
 
 
 @task(name="generate", **IO_RETRIES, **CACHED)
 def generate(params: Params) -> dict[str, Any]:
-    return run_stamped("generate", pipeline.generate_stage, params)
+    return run_stamped("generate", stages.generate, params)
 
 
 @task(name="validate", **IO_RETRIES, **CACHED)
 def validate(params: Params) -> dict[str, Any]:
-    return run_stamped("validate", pipeline.validate_stage, params)
+    return run_stamped("validate", stages.validate, params)
 
 
 @flow(name="synthgen-tabular", log_prints=True)

@@ -37,6 +37,7 @@ class Module:
     imports: set[str] = field(default_factory=set)  # synthgen modules this one imports
     external: set[str] = field(default_factory=set)  # top-level names of other packages
     private: list[str] = field(default_factory=list)  # "module._name" imported from elsewhere
+    missing: list[str] = field(default_factory=list)  # synthgen modules imported that do not exist
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:
@@ -86,6 +87,8 @@ def _record(module: Module, modules: dict[str, Module], base: str, name: str | N
         module.external.add(top)
         return
     target = f"{base}.{name}" if name and f"{base}.{name}" in modules else base
+    if target not in modules:
+        module.missing.append(target)
     while target not in modules and "." in target:
         target = target.rsplit(".", 1)[0]
     if target != module.name:
@@ -142,6 +145,8 @@ def violations(root: Path = ROOT) -> list[str]:
                 problems.append(f"{rel}: imports {top} ({why})")
         if "mlflow" in module.external and not (module.name == MLFLOW_HOME or module.name.startswith(MLFLOW_HOME + ".")):
             problems.append(f"{rel}: imports mlflow (only {MLFLOW_HOME.replace('.', '/')}/ may)")
+        for name in module.missing:
+            problems.append(f"{rel}: imports {name}, which does not exist")
         for name in module.private:
             problems.append(f"{rel}: imports the private name {name}")
         text = module.path.read_text()

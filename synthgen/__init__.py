@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+from synthgen.version import __version__
 
 if TYPE_CHECKING:
     from synthgen.consume import SyntheticDataset
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
 
 def load(directory: Any) -> Synthesizer:
     """Load a fitted synthesizer from a model directory written by ``save``."""
-    from synthgen.synthesizers.base import Synthesizer
+    from synthgen.synthesizers import load as load_model
 
-    return Synthesizer.load(directory)
+    return load_model(directory)
 
 
 def load_dataset(path: Any, allow_failed: bool = False) -> SyntheticDataset:

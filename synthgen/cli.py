@@ -16,17 +16,17 @@ from typing import Any
 
 import click
 
-from synthgen import __version__
+from synthgen.version import __version__
 
 EXIT_OK, EXIT_REJECTED, EXIT_BAD_INPUT = 0, 1, 2
 
-for _key, _value in {
+#: Telemetry of the stack's libraries, off unless the user set it (applied when a command runs, not at import).
+QUIET_ENV = {
     "DO_NOT_TRACK": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GX_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
-}.items():
-    os.environ.setdefault(_key, _value)
+}
 
 params_option = click.option(
     "--params", "params_file", default="params.yaml", show_default=True,
@@ -63,7 +63,8 @@ def _guarded(action: Callable[[], Any]) -> Any:
 
 
 def _load(params_file: str, overrides: tuple[str, ...]):
-    from synthgen.config import load_params
+    """The params, validated and checked as a whole before any stage does work."""
+    from synthgen.stages import load_params
 
     return load_params(params_file, overrides)
 
@@ -83,6 +84,8 @@ def _verdict_exit(report: dict[str, Any]) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def cli(verbose: bool) -> None:
     """synthgen: trustworthy, reproducible synthetic data."""
+    for key, value in QUIET_ENV.items():
+        os.environ.setdefault(key, value)
     _setup_logging(verbose)
 
 
@@ -91,22 +94,22 @@ def cli(verbose: bool) -> None:
 @set_option
 def run(params_file: str, overrides: tuple[str, ...]) -> None:
     """Run the whole pipeline: ingest, train, generate, validate."""
-    from synthgen.pipeline import run_pipeline
+    from synthgen import stages
 
-    report = _guarded(lambda: run_pipeline(_load(params_file, overrides)))
+    report = _guarded(lambda: stages.run(_load(params_file, overrides)))
     _verdict_exit(report)
 
 
 def _stage_command(name: str, summary: str) -> None:
-    """Register ``synthgen NAME``: the stage ``synthgen.pipeline.NAME_stage`` (what dvc.yaml calls)."""
+    """Register ``synthgen NAME``: the stage ``synthgen.stages.NAME`` (what dvc.yaml calls)."""
 
     @cli.command(name=name, help=summary)
     @params_option
     @set_option
     def command(params_file: str, overrides: tuple[str, ...]) -> None:
-        from synthgen import pipeline
+        from synthgen import stages
 
-        stage = getattr(pipeline, f"{name}_stage")
+        stage = getattr(stages, name)
         _guarded(lambda: stage(_load(params_file, overrides)))
 
 
@@ -127,9 +130,9 @@ for _name, _summary in {
               help="Where to write the verdict with --synthetic (default: beside it).")
 def validate(params_file: str, overrides: tuple[str, ...], synthetic: str | None, out: str | None) -> None:
     """Score synthetic data against the real train split; exit 1 if it fails."""
-    from synthgen.pipeline import validate_stage
+    from synthgen import stages
 
-    report = _guarded(lambda: validate_stage(_load(params_file, overrides), synthetic, out))
+    report = _guarded(lambda: stages.validate(_load(params_file, overrides), synthetic, out))
     _verdict_exit(report)
 
 
@@ -139,9 +142,10 @@ def validate(params_file: str, overrides: tuple[str, ...], synthetic: str | None
 def augment(params_file: str, overrides: tuple[str, ...]) -> None:
     """Add conditional synthetic rows of data.target (images: of each label) to the train split;
     measure the benefit."""
-    from synthgen.augment import augment_stage, summary_lines
+    from synthgen import stages
+    from synthgen.stages.augment_common import summary_lines
 
-    manifest = _guarded(lambda: augment_stage(_load(params_file, overrides)))
+    manifest = _guarded(lambda: stages.augment(_load(params_file, overrides)))
     for line in summary_lines(manifest):
         click.echo(line)
 

@@ -13,14 +13,18 @@ Example::
 from __future__ import annotations
 
 import json
+import logging
 import re
+import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from synthgen.errors import ConfigError
+
+log = logging.getLogger(__name__)
 
 ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "datetime", "id"]
 
@@ -55,9 +59,14 @@ class DataConfig(_Section):
 
 
 class ModelConfig(_Section):
-    """``model``: which synthesizer and how long to train it (the train stage)."""
+    """``model``: the options every synthesizer family takes (the train stage).
 
-    name: str = "tabular_gan"  # a key of synthgen.synthesizers.REGISTRY (tabular_gan, ctgan, image_cgan)
+    A family's own options live in its subclass (:class:`TabularModelConfig`,
+    :class:`ImageModelConfig`); a family is given only its own options (see
+    :func:`family_config`), so a table model never carries image options.
+    """
+
+    name: str = "tabular_gan"  # a key of synthgen.synthesizers.REGISTRY (validated there)
     epochs: int = Field(300, ge=1)  # unset: the family decides (ctgan 300; tabular_gan a 3000-step budget)
     seed: int = 0
     batch_size: int = Field(500, ge=2)
@@ -65,11 +74,21 @@ class ModelConfig(_Section):
     generator_dim: list[int] = [256, 256]
     discriminator_dim: list[int] = [256, 256]
     embedding_dim: int = Field(128, ge=1)
-    pac: int = Field(10, ge=1)  # rows the critic judges together
     lr: float = Field(2e-4, gt=0)
     checkpoint_every: int = Field(0, ge=0)  # epochs between checkpoints; 0 = none
-    # image_cgan only (see synthgen/synthesizers/image_cgan.py, synthgen/augmentation.py)
-    augment: Literal["none", "diffaugment", "ada"] = "ada"  # augmentation at the discriminator input
+
+
+class TabularModelConfig(ModelConfig):
+    """The options of the table families (``tabular_gan``, ``ctgan``)."""
+
+    pac: int = Field(10, ge=1)  # rows the critic judges together
+
+
+class ImageModelConfig(ModelConfig):
+    """The options of ``image_cgan`` (see synthgen/synthesizers/image_cgan/, synthgen/training/disc_augment.py)."""
+
+    name: str = "image_cgan"
+    disc_augment: Literal["none", "diffaugment", "ada"] = "ada"  # augmentation at the discriminator input
     ada_target: float = Field(0.6, gt=0, lt=1)  # ADA: target of r_t = E[sign(D(real))]
     ada_kimg: float = Field(20.0, gt=0)  # ADA: p can move 1.0 per this many thousand real images (paper: 500)
     ada_interval: int = Field(4, ge=1)  # ADA: adjust p every this many steps
@@ -78,14 +97,59 @@ class ModelConfig(_Section):
     r1_gamma: float = Field(0.0, ge=0)  # R1 penalty weight on non-augmented reals; 0 = off
     sample_every: int = Field(0, ge=0)  # epochs between sample grids logged to MLflow; 0 = last epoch only
 
-    @field_validator("name")
-    @classmethod
-    def _known_model(cls, name: str) -> str:
-        from synthgen.synthesizers import REGISTRY
 
-        if name not in REGISTRY:
-            raise ValueError(f"unknown model {name!r}; choose one of {sorted(REGISTRY)}")
-        return name
+#: Keys renamed since 0.1.0: the old spelling still works, with a warning.
+RENAMED_MODEL_KEYS = {"augment": "disc_augment"}
+
+
+def _renamed(data: Any, quiet: bool = False) -> Any:
+    if not isinstance(data, dict) or not any(old in data for old in RENAMED_MODEL_KEYS):
+        return data
+    data = dict(data)
+    for old, new in RENAMED_MODEL_KEYS.items():
+        if old not in data:
+            continue
+        value = data.pop(old)
+        if new in data:
+            raise ValueError(f"set {new} (the new name of {old}), not both")
+        data[new] = value
+        if not quiet:
+            warnings.warn(f"model.{old} is deprecated; it is now model.{new}", FutureWarning, stacklevel=2)
+    return data
+
+
+class ModelSection(TabularModelConfig, ImageModelConfig):
+    """The ``model`` section of params.yaml: every family's options, validated together.
+
+    Unset fields stay unset (``model_fields_set``) so families apply their own defaults.
+    """
+
+    name: str = "tabular_gan"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _old_names(cls, data: Any) -> Any:
+        return _renamed(data)
+
+
+FamilyConfig = TypeVar("FamilyConfig", bound=ModelConfig)
+
+
+def family_config(section: ModelConfig | dict[str, Any], config_class: type[FamilyConfig],
+                  quiet: bool = False) -> FamilyConfig:
+    """The options of one family out of a ``model`` section (or a saved model's config dict).
+
+    Only the fields ``config_class`` has are kept, and only those set explicitly stay set,
+    so the family's defaults fill the rest. An explicitly set option of another family is
+    ignored with a warning (``quiet=True``: silently, as when loading a saved model).
+    """
+    if isinstance(section, dict):
+        section = ModelSection.model_validate(_renamed(section, quiet=True))
+    own = config_class.model_fields
+    foreign = sorted(k for k in section.model_fields_set if k not in own)
+    if foreign and not quiet:
+        log.warning("model.%s: not an option of %s; ignored", ", model.".join(foreign), section.name)
+    return config_class(**{k: getattr(section, k) for k in section.model_fields_set if k in own})
 
 
 class PrivacyConfig(_Section):
@@ -126,7 +190,7 @@ class AugmentConfig(_Section):
 
     ``rebalance`` lifts every class to ``ratio`` x the majority class count; ``enlarge``
     adds ``factor - 1`` times the train split, stratified by class. The benefit is measured
-    over ``seeds`` repeats against the untouched holdout (see synthgen/augment.py).
+    over ``seeds`` repeats against the untouched holdout (see synthgen/stages/augment_tabular.py).
     """
 
     mode: Literal["rebalance", "enlarge"] = "rebalance"  # how many synthetic rows per class
@@ -167,7 +231,7 @@ def parse_constraint(text: str) -> tuple[str, float]:
 
 
 class SelectRule(_Section):
-    """``sweep.select``: how the best grid point is chosen (see :func:`synthgen.sweep.select`)."""
+    """``sweep.select``: how the best grid point is chosen (see :func:`synthgen.stages.sweep.select`)."""
 
     maximize: str | None = "quality_score"  # metric to maximize; exactly one of maximize / minimize
     minimize: str | None = None  # metric to minimize instead
@@ -232,7 +296,7 @@ class Params(_Section):
     """The whole of ``params.yaml``."""
 
     data: DataConfig
-    model: ModelConfig = ModelConfig()
+    model: ModelSection = ModelSection()
     privacy: PrivacyConfig = PrivacyConfig()
     generate: GenerateConfig = GenerateConfig()
     validate_: ValidateConfig = Field(ValidateConfig(), alias="validate")

@@ -77,16 +77,3 @@ def run_params_hash(params_dict: dict[str, Any]) -> str:
     """Hash of a run's params without ``tracking`` and ``output`` (where results go, not what they are)."""
     return params_hash({k: v for k, v in params_dict.items() if k not in ("tracking", "output")})
 
-
-def source_hash(path: str | Path) -> str | None:
-    """sha256 of the source data (a file, a folder, or a bundled ``sklearn:`` dataset, whose
-    hash is its packaged file's: :data:`synthgen.data.images.BUNDLED`); None when absent."""
-    if str(path).startswith("sklearn:"):
-        from importlib.resources import files
-
-        from synthgen.data.images import BUNDLED
-
-        if str(path) in BUNDLED:
-            package, name = BUNDLED[str(path)]
-            return file_hash(Path(str(files(package) / name)))
-    return file_hash(path) if Path(path).exists() else None

@@ -11,12 +11,14 @@ import synthgen
 from click.testing import CliRunner
 from mlflow import MlflowClient
 
-from synthgen.augment import METRICS, SOURCE_COLUMN, AugmentLayout, augment_stage, class_counts, plan_rows
+from synthgen import stages
+from synthgen.stages.augment_common import SOURCE_COLUMN, AugmentLayout, class_counts, plan_rows
+from synthgen.validation.benefit import METRICS
 from synthgen.cli import cli
 from synthgen.config import AugmentConfig, parse_params
 from synthgen.io import file_hash
 from synthgen.errors import DataError
-from synthgen.pipeline import Layout, generate_stage, ingest_stage, train_stage, validate_stage
+from synthgen.stages.common import Layout
 from tests.conftest import tiny_params, write_params
 
 TINY_GAN = {"name": "tabular_gan", "epochs": 3, "batch_size": 100, "generator_dim": [32],
@@ -30,8 +32,8 @@ def trained(tmp_path_factory, mlflow_template):
     shutil.copy(mlflow_template, tmp / "mlflow.db")
     raw = tiny_params(tmp, f"sqlite:///{tmp / 'mlflow.db'}", model=TINY_GAN)
     params = parse_params(raw)
-    ingest_stage(params)
-    train_stage(params)
+    stages.ingest(params)
+    stages.train(params)
     return tmp, raw
 
 
@@ -122,7 +124,7 @@ def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
 @pytest.mark.parametrize("ratio", [0.5, 1.3])
 def test_rebalance_reaches_requested_counts_and_reproduces(trained, tmp_path, ratio):
     params = parse_params(_copy(trained, tmp_path, augment={"ratio": ratio, "benefit": False}))
-    manifest = augment_stage(params)
+    manifest = stages.augment(params)
     out = AugmentLayout(params.out)
     train = pd.read_parquet(Layout(params.out).train)
     before = class_counts(train["species"])
@@ -131,7 +133,7 @@ def test_rebalance_reaches_requested_counts_and_reproduces(trained, tmp_path, ra
     assert after == {c: max(n, goal) for c, n in before.items()}
     assert json.loads(out.benefit.read_text()) == {"measured": False}
     first = file_hash(out.augmented)
-    augment_stage(params)  # same params and seed: the same bytes
+    stages.augment(params)  # same params and seed: the same bytes
     assert file_hash(out.augmented) == first == manifest["augmented_hash"]
 
 
@@ -139,7 +141,7 @@ def test_load_dataset_reads_the_augmented_set_with_its_generator_verdict(trained
     raw = _copy(trained, tmp_path, augment={"benefit": False})
     params = parse_params(raw)
     out = AugmentLayout(params.out)
-    manifest = augment_stage(params)  # the model's own data was never validated
+    manifest = stages.augment(params)  # the model's own data was never validated
     assert manifest["dataset"] == "augmented" and manifest["generator_validation"] is None
     ds = synthgen.load_dataset(out.dir)  # loads, with a warning
     assert ds.augmented and not ds.passed
@@ -152,23 +154,23 @@ def test_load_dataset_reads_the_augmented_set_with_its_generator_verdict(trained
     for cls, entry in manifest["classes"].items():
         assert f"| {cls} | {entry['before']} | {entry['added']} | {entry['after']} |" in sheet
 
-    generate_stage(params)
-    assert validate_stage(params)["passed"]  # the very model passes its gate: recorded by augment
-    verdict = augment_stage(params)["generator_validation"]
+    stages.generate(params)
+    assert stages.validate(params)["passed"]  # the very model passes its gate: recorded by augment
+    verdict = stages.augment(params)["generator_validation"]
     run = json.loads(Layout(params.out).manifest.read_text())
     assert verdict["passed"] and verdict["synthetic_hash"] == run["synthetic_hash"]
     ds = synthgen.load_dataset(out.manifest)
     assert ds.passed and "PASSED its trust gate" in ds.datasheet and "| quality_score |" in ds.datasheet
 
     strict = parse_params({**raw, "validate": {"min": {"quality_score": 0.999}}})
-    assert not validate_stage(strict)["passed"]
-    assert augment_stage(strict)["generator_validation"]["failed_checks"] == ["quality_score"]
+    assert not stages.validate(strict)["passed"]
+    assert stages.augment(strict)["generator_validation"]["failed_checks"] == ["quality_score"]
     with pytest.raises(DataError, match=r"its generator's validation failed \(quality_score\); refusing"):
         synthgen.load_dataset(out.dir)
     assert "REJECTED by its trust gate (failed: quality_score)" in synthgen.load_dataset(out.dir, allow_failed=True).datasheet
 
-    train_stage(params)  # a new model: the old verdict is not its own
-    assert augment_stage(params)["generator_validation"] is None
+    stages.train(params)  # a new model: the old verdict is not its own
+    assert stages.augment(params)["generator_validation"] is None
     frame = pd.read_parquet(out.augmented)
     frame.iloc[:-1].to_parquet(out.augmented, index=False)
     with pytest.raises(DataError, match="does not match the manifest's augmented_hash"):
@@ -177,7 +179,7 @@ def test_load_dataset_reads_the_augmented_set_with_its_generator_verdict(trained
 
 def test_enlarge_keeps_the_class_mix(trained, tmp_path):
     params = parse_params(_copy(trained, tmp_path, augment={"mode": "enlarge", "factor": 1.5, "benefit": False}))
-    manifest = augment_stage(params)
+    manifest = stages.augment(params)
     train = pd.read_parquet(Layout(params.out).train)
     labelled = int(train["species"].notna().sum())
     assert manifest["rows"]["synthetic"] == int(0.5 * labelled + 0.5)
@@ -210,7 +212,7 @@ def test_bad_config_exits_2_naming_the_key(trained, tmp_path, overrides, message
 
 def test_no_trained_model_exits_2(tmp_path):
     raw = tiny_params(tmp_path, None, model=TINY_GAN)
-    ingest_stage(parse_params(raw))
+    stages.ingest(parse_params(raw))
     result = CliRunner().invoke(cli, ["augment", "--params", str(write_params(tmp_path / "p.yaml", raw))])
     assert result.exit_code == 2
     assert "output.dir: no trained model" in result.stderr and "synthgen train" in result.stderr

@@ -18,14 +18,15 @@ def test_repo_params_file_is_valid():
 
 def test_tracking_off_turns_the_registry_off_too(tmp_path, caplog):
     from synthgen.config import parse_params
-    from synthgen.pipeline import Layout, ingest_stage, train_stage
+    from synthgen import stages
+    from synthgen.stages.common import Layout
     from tests.conftest import tiny_params
 
     assert load_params(ROOT / "params.yaml", ["tracking.uri=null"]).tracking.registered_model == "penguins"
     params = parse_params(tiny_params(tmp_path, None, model={"epochs": 1}, tracking={"registered_model": "penguins"}))
-    ingest_stage(params)
+    stages.ingest(params)
     with caplog.at_level("INFO", logger="synthgen"):
-        train_stage(params)
+        stages.train(params)
     recorded = json.loads(Layout(params.out).tracking.read_text())
     assert "generator is not registered" in caplog.text and recorded.get("generator") is None
 
@@ -50,8 +51,10 @@ def test_overrides_are_typed(tmp_path):
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
+    from synthgen.stages import load_params as load_checked  # validated and checked against the registry
+
     with pytest.raises(ConfigError, match=fragment.replace(".", r"\.").replace("(", r"\(")):
-        load_params(ROOT / "params.yaml", [override])
+        load_checked(ROOT / "params.yaml", [override])
 
 
 def test_missing_and_malformed_files(tmp_path):

@@ -23,7 +23,7 @@ from synthgen.consume import normalize_conditions, parse_where, requests_from_fr
 from synthgen.data.schema import TableSchema
 from synthgen.errors import ConditionError, DataError
 from synthgen.io import file_hash
-from synthgen.pipeline import run_pipeline
+from synthgen import stages
 from tests.conftest import tiny_params
 
 NAME = "penguins-gen"
@@ -45,7 +45,7 @@ def runs(tmp_path_factory, mlflow_template):
         raw = tiny_params(tmp, uri, model=TINY_GAN, tracking={"registered_model": NAME},
                           validate={"min": {"quality_score": floor, "gx_success_rate": 0.0}},
                           output={"dir": str(tmp / label)})
-        report = run_pipeline(parse_params(raw))
+        report = stages.run(parse_params(raw))
         assert report["passed"] is (label == "passed")
         outs[label] = tmp / label
     return tmp, uri, outs

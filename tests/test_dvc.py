@@ -11,6 +11,13 @@ from synthgen.config import parse_params
 from tests.conftest import ROOT, tiny_params
 
 
+def status(repo) -> dict:
+    """`dvc status --json`: stage name -> what changed (stdout only)."""
+    result = subprocess.run(["dvc", "status", "--json"], cwd=repo, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout or "{}")
+
+
 def sh(*args, cwd):
     result = subprocess.run(args, cwd=cwd, capture_output=True, text=True)
     assert result.returncode == 0, f"{args}: {result.stdout}\n{result.stderr}"
@@ -71,6 +78,21 @@ def test_param_change_reruns_only_downstream(repo):
     manifest = json.loads((repo / "outputs" / "run" / "manifest.json").read_text())
     assert manifest["rows"] == 90
     sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=repo)
+
+
+@pytest.mark.parametrize("code", ["synthgen/training/dp.py", "synthgen/training/disc_augment.py"])
+def test_dp_or_disc_augment_code_change_marks_train_changed(repo, code):
+    """Editing the DP-SGD or discriminator-augmentation code makes `dvc status` report train."""
+    sh("dvc", "repro", cwd=repo)
+    assert "train" not in status(repo)
+    path = repo / code
+    original = path.read_text()
+    try:
+        path.write_text(original + "\n# edited\n")
+        changed = status(repo)
+        assert "train" in changed, changed
+    finally:
+        path.write_text(original)
 
 
 @pytest.mark.slow  # ~45 s: a second whole pipeline through `dvc exp run`; `make test-team`

@@ -1,4 +1,4 @@
-"""Offline image metrics (synthgen/validation/images.py) on scikit-learn's 8×8 digits.
+"""Offline image metrics (synthgen/validation/images/) on scikit-learn's 8×8 digits.
 
 The math functions are checked against hand-computed cases; the report is checked on
 sanity properties: real unseen images score like real data, shuffled labels score at
@@ -16,7 +16,8 @@ import pytest
 import torch
 
 from synthgen.errors import DataError
-from synthgen.validation import images
+from synthgen.reports.figures import sample_grid
+from synthgen.validation.images import metrics as image_math
 from synthgen.validation.images import (
     IMAGE_METRICS,
     fid_from_features,
@@ -26,7 +27,6 @@ from synthgen.validation.images import (
     image_report_html_section,
     kernel_distance,
     prdc,
-    sample_grid,
 )
 
 EPOCHS = 6  # enough for ~94% holdout accuracy on digits, ~3 s on one thread
@@ -95,7 +95,7 @@ def test_kid_matches_hand_computed_value(monkeypatch):
     # whole kernels once + 0/1 masks (small sets) == kernels per subset (large sets)
     a, b = rng.normal(size=(300, 8)), rng.normal(size=(120, 8)) + 0.3
     masked = kernel_distance(a, b, subsets=10, subset_size=100, seed=4)
-    monkeypatch.setattr(images, "_KID_PRECOMPUTE", 0)
+    monkeypatch.setattr(image_math, "_KID_PRECOMPUTE", 0)
     assert kernel_distance(a, b, subsets=10, subset_size=100, seed=4) == pytest.approx(masked, rel=1e-9)
 
 

@@ -11,12 +11,12 @@ import pytest
 import torch
 
 import synthgen
-from synthgen.augmentation import DiscriminatorAugment
-from synthgen.config import DataConfig, ModelConfig
+from synthgen.config import DataConfig, ImageModelConfig
 from synthgen.data.images import DIGITS, ImageSet, ingest_images, read_images, split_images
 from synthgen.errors import ConditionError, DataError
 from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
 from synthgen.training.callbacks import Callback
+from synthgen.training.disc_augment import DiscriminatorAugment
 
 torch.set_num_threads(1)
 
@@ -26,11 +26,11 @@ def digits() -> ImageSet:
     return read_images(DIGITS, 8)
 
 
-def tiny_model(**overrides) -> ModelConfig:
+def tiny_model(**overrides) -> ImageModelConfig:
     settings = dict(name="image_cgan", epochs=1, batch_size=32, device="cpu", generator_dim=[8],
                     discriminator_dim=[8], embedding_dim=16, seed=0)
     settings.update(overrides)
-    return ModelConfig(**settings)
+    return ImageModelConfig(**settings)
 
 
 # -- augmentation ----------------------------------------------------------------------------------
@@ -98,7 +98,7 @@ def _ada_run(data: ImageSet, steps: int) -> ImageCGANSynthesizer:
     adjustment of 4 steps x 32 reals)."""
     batch = 16
     cfg = tiny_model(epochs=max(1, steps // (len(data) // batch)), batch_size=batch, generator_dim=[64],
-                     discriminator_dim=[128], augment="ada", ada_kimg=5.0, lr=1e-3, ema=0.0)
+                     discriminator_dim=[128], disc_augment="ada", ada_kimg=5.0, lr=1e-3, ema=0.0)
     model = ImageCGANSynthesizer(cfg)
     model.options.critic_steps, model.options.lr_d_mult = 2, 2.0
     return model.fit(data)
@@ -134,7 +134,7 @@ class _Kill(Callback):
 
 def test_resume_keeps_p_and_continues_exactly(digits, tmp_path):
     data = digits.subset(np.arange(96))
-    cfg = tiny_model(epochs=3, batch_size=32, augment="ada", ada_kimg=0.5, ada_interval=1, checkpoint_every=1)
+    cfg = tiny_model(epochs=3, batch_size=32, disc_augment="ada", ada_kimg=0.5, ada_interval=1, checkpoint_every=1)
     full = ImageCGANSynthesizer(cfg).fit(data)
     killed = ImageCGANSynthesizer(cfg, checkpoint_dir=tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
@@ -171,8 +171,8 @@ def test_per_class_sampling_is_exact_and_deterministic(digits, tmp_path):
 
 def test_training_is_deterministic_on_cpu(digits):
     data = digits.subset(np.arange(64))
-    a = ImageCGANSynthesizer(tiny_model(epochs=1, augment="diffaugment")).fit(data).sample(8, seed=0).images
-    b = ImageCGANSynthesizer(tiny_model(epochs=1, augment="diffaugment")).fit(data).sample(8, seed=0).images
+    a = ImageCGANSynthesizer(tiny_model(epochs=1, disc_augment="diffaugment")).fit(data).sample(8, seed=0).images
+    b = ImageCGANSynthesizer(tiny_model(epochs=1, disc_augment="diffaugment")).fit(data).sample(8, seed=0).images
     assert np.array_equal(a, b)
 
 
@@ -258,7 +258,8 @@ def test_split_is_stratified_and_seeded(digits):
 def test_source_hash_of_the_bundled_digits_is_the_packaged_file(tmp_path):
     from importlib.resources import files
 
-    from synthgen.io import file_hash, source_hash
+    from synthgen.data.sources import source_hash
+    from synthgen.io import file_hash
 
     bundled = source_hash(DIGITS)
     assert bundled == file_hash(str(files("sklearn.datasets.data") / "digits.csv.gz")) and len(bundled) == 64

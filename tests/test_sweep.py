@@ -8,7 +8,7 @@ import math
 import pandas as pd
 import pytest
 
-from synthgen import sweep
+from synthgen.stages import sweep
 from synthgen.config import SelectRule, parse_params
 from synthgen.errors import ConfigError
 from tests.conftest import tiny_params, write_params

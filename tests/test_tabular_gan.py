@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from synthgen.config import ModelConfig, PrivacyConfig
+from synthgen.config import PrivacyConfig, TabularModelConfig
 from synthgen.data.schema import conform, infer_schema
 from synthgen.errors import ConditionError, ConfigError
 from synthgen.synthesizers import REGISTRY
@@ -33,7 +33,7 @@ def penguins():
 @pytest.fixture(scope="module")
 def fitted(penguins):
     df, schema = penguins
-    return TabularGANSynthesizer(schema, ModelConfig(**TINY)).fit(df)
+    return TabularGANSynthesizer(schema, TabularModelConfig(**TINY)).fit(df)
 
 
 def _parquet(frame: pd.DataFrame) -> bytes:
@@ -74,8 +74,8 @@ def test_normalizer_round_trip(penguins):
 
 def test_same_seed_byte_identical(penguins):
     df, schema = penguins
-    a = TabularGANSynthesizer(schema, ModelConfig(**TINY)).fit(df).sample(100, seed=7)
-    b = TabularGANSynthesizer(schema, ModelConfig(**TINY)).fit(df).sample(100, seed=7)
+    a = TabularGANSynthesizer(schema, TabularModelConfig(**TINY)).fit(df).sample(100, seed=7)
+    b = TabularGANSynthesizer(schema, TabularModelConfig(**TINY)).fit(df).sample(100, seed=7)
     assert _parquet(a) == _parquet(b)
 
 
@@ -97,7 +97,7 @@ def test_single_class_condition_column(penguins):
     df = df.assign(colony=np.where(np.arange(len(df)) >= 0, "A", "B"))
     schema = infer_schema(df)
     schema["colony"].kind, schema["colony"].categories = "categorical", ["A"]
-    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 1})).fit(conform(df, schema))
+    model = TabularGANSynthesizer(schema, TabularModelConfig(**{**TINY, "epochs": 1})).fit(conform(df, schema))
     out = model.sample(30, conditions={"colony": "A"}, seed=0)
     assert (out["colony"] == "A").all()
     with pytest.raises(ConditionError):
@@ -107,10 +107,10 @@ def test_single_class_condition_column(penguins):
 def test_bad_input(penguins):
     df, schema = penguins
     with pytest.raises(ConfigError):
-        TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "batch_size": 5000})).fit(df)
+        TabularGANSynthesizer(schema, TabularModelConfig(**{**TINY, "batch_size": 5000})).fit(df)
     with pytest.raises(Exception):  # pydantic refuses epsilon <= 0 at the config edge
         PrivacyConfig(epsilon=0)
-    from synthgen.privacy import CriticPrivacy
+    from synthgen.training.dp import CriticPrivacy
 
     with pytest.raises(ConfigError):
         CriticPrivacy(epsilon=-1.0, delta=None, max_grad_norm=1.0, n_rows=100, batch_size=10, planned_steps=10)
@@ -119,7 +119,7 @@ def test_bad_input(penguins):
 def test_dp_budget_stop(penguins):
     df, schema = penguins
     privacy = PrivacyConfig(epsilon=5.0, noise_multiplier=1.5)
-    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 50}), privacy)
+    model = TabularGANSynthesizer(schema, TabularModelConfig(**{**TINY, "epochs": 50}), privacy)
     history = History()
     model.fit(df, callbacks=[history])
     meta = model.extra_meta()
@@ -132,7 +132,7 @@ def test_dp_budget_stop(penguins):
 
 def test_dp_calibrated_spends_budget(penguins):
     df, schema = penguins
-    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 4}), PrivacyConfig(epsilon=3.0))
+    model = TabularGANSynthesizer(schema, TabularModelConfig(**{**TINY, "epochs": 4}), PrivacyConfig(epsilon=3.0))
     model.fit(df)
     meta = model.extra_meta()
     assert meta["epochs_run"] == 4 and not meta["stopped_early"]
@@ -151,7 +151,7 @@ class _Kill(Callback):
 @pytest.mark.parametrize("private", [False, True])
 def test_resume_after_kill_is_exact(penguins, tmp_path, private):
     df, schema = penguins
-    cfg = ModelConfig(**{**TINY, "epochs": 6, "checkpoint_every": 2})
+    cfg = TabularModelConfig(**{**TINY, "epochs": 6, "checkpoint_every": 2})
     privacy = PrivacyConfig(epsilon=5.0) if private else None
     ref = TabularGANSynthesizer(schema, cfg, privacy).fit(df).sample(60, seed=5)
 
@@ -172,7 +172,7 @@ def test_high_cardinality_is_compact():
     df = pd.DataFrame({"code": [f"c{i}" for i in rng.integers(0, 2000, n)], "x": rng.normal(size=n)})
     schema = infer_schema(df)
     schema["code"].kind = "categorical"
-    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 1}), max_categories=5000)
+    model = TabularGANSynthesizer(schema, TabularModelConfig(**{**TINY, "epochs": 1}), max_categories=5000)
     model.fit(conform(df, schema))
     assert model.normalizer_.cond_width > 1000
     assert len(model.sample(10, conditions={"code": df["code"].iloc[0]}, seed=0)) == 10
@@ -211,7 +211,7 @@ def test_wide_critic_lookup_equals_dense():
 def test_wide_mode_end_to_end(penguins, tmp_path, variant):
     df, schema = penguins
     privacy = PrivacyConfig(epsilon=5.0) if variant == "dp" else None
-    model = TabularGANSynthesizer(schema, ModelConfig(**{**TINY, "epochs": 2}), privacy)
+    model = TabularGANSynthesizer(schema, TabularModelConfig(**{**TINY, "epochs": 2}), privacy)
     model.options.wide_min_levels = 2  # force the wide path on a small table
     if variant == "wgan-gp":
         model.options.loss, model.options.gp_every = "wgan-gp", 1
@@ -228,7 +228,7 @@ def test_unset_epochs_become_the_step_budget_with_a_floor_of_passes():
     """``model.epochs`` unset: 3000 steps' worth, at least 60 epochs; an explicit value stays."""
     import pandas as pd
 
-    from synthgen.config import ModelConfig
+    from synthgen.config import TabularModelConfig
     from synthgen.data.schema import infer_schema
     from synthgen.synthesizers.tabular_gan import MIN_EPOCHS, STEP_BUDGET, TabularGANSynthesizer
     from tests.conftest import PENGUINS
@@ -236,7 +236,7 @@ def test_unset_epochs_become_the_step_budget_with_a_floor_of_passes():
     schema = infer_schema(pd.read_csv(PENGUINS))
 
     def resolved(rows, **model):
-        synth = TabularGANSynthesizer(schema, ModelConfig(name="tabular_gan", **model))
+        synth = TabularGANSynthesizer(schema, TabularModelConfig(name="tabular_gan", **model))
         synth._resolve_config(rows)
         return synth.config.epochs
 

@@ -57,11 +57,11 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A real 3-epoch tabular_gan run (no tracking), ingested and trained in-process."""
-    from synthgen import pipeline
+    from synthgen import stages
 
     tmp = tmp_path_factory.mktemp("progress")
     params = parse_params(tiny_params(tmp, None, model=TINY_GAN))
-    pipeline.ingest_stage(params)
+    stages.ingest(params)
     return params
 
 
@@ -72,11 +72,11 @@ def not_a_terminal(monkeypatch) -> None:
 
 
 def test_training_progress_is_log_lines_without_a_terminal(trained, caplog, monkeypatch):
-    from synthgen import pipeline
+    from synthgen import stages
 
     caplog.set_level(logging.INFO, logger="synthgen")
     not_a_terminal(monkeypatch)
-    pipeline.train_stage(trained)
+    stages.train(trained)
     # no bar: tqdm would draw "train:  33%|..." on stderr (other handlers, e.g. Prefect's
     # console handler left by an earlier flow test, may still write log records there)
     assert "%|" not in sys.stderr.getvalue() and "\r" not in sys.stderr.getvalue()
@@ -89,7 +89,7 @@ def test_training_progress_is_a_bar_on_a_terminal(trained, caplog):
     import pandas as pd
 
     from synthgen.data.schema import TableSchema
-    from synthgen.pipeline import Layout
+    from synthgen.stages.common import Layout
     from synthgen.synthesizers import REGISTRY
 
     caplog.set_level(logging.INFO, logger="synthgen")
@@ -104,14 +104,14 @@ def test_training_progress_is_a_bar_on_a_terminal(trained, caplog):
 
 
 def test_generate_and_validate_log_each_phase(trained, caplog, monkeypatch):
-    from synthgen import pipeline
+    from synthgen import stages
 
     if not (Path(trained.out) / "model").exists():
-        pipeline.train_stage(trained)
+        stages.train(trained)
     caplog.set_level(logging.INFO, logger="synthgen")
     not_a_terminal(monkeypatch)
-    pipeline.generate_stage(trained)
-    pipeline.validate_stage(trained)
+    stages.generate(trained)
+    stages.validate(trained)
     lines = [r.getMessage() for r in caplog.records if r.name == "synthgen.progress"]
     phases = [line.split(" ")[:2] for line in lines]
     assert phases == [
@@ -146,10 +146,10 @@ def test_phases_bar_from_the_environment(monkeypatch, caplog):
 # -- shared MLflow server --------------------------------------------------------------
 def test_hanging_tracking_server_fails_fast_before_training(tmp_path):
     """A server that accepts connections but never answers: exit 2 within the set timeout."""
-    from synthgen import pipeline
+    from synthgen import stages
 
     params = tiny_params(tmp_path, None)
-    pipeline.ingest_stage(parse_params(params))
+    stages.ingest(parse_params(params))
     with socket.socket() as sink:
         sink.bind(("127.0.0.1", 0))
         sink.listen(8)  # the kernel completes handshakes; nobody ever replies

@@ -49,14 +49,12 @@ from typing import Any
 import numpy as np
 
 from synthgen.config import DataConfig
+from synthgen.data.sources import DIGITS  # the bundled digits; the table of bundled data is there
 from synthgen.errors import DataError
 from synthgen.io import atomic_path
 
 log = logging.getLogger(__name__)
 
-DIGITS = "sklearn:digits"
-# data.path values read from a package's bundled files -> (package of the data folder, file)
-BUNDLED = {DIGITS: ("sklearn.datasets.data", "digits.csv.gz")}
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 

@@ -4,7 +4,8 @@ The reference implementation, kept as a backend and as the benchmark baseline. c
 is BUSL-1.1 licensed and slow to import (~3.5 s), so it is imported only when this
 backend is used. CTGAN has no per-epoch hooks: its recorded per-epoch losses are
 replayed to the callbacks after ``fit``. It has no native exact conditioning, so
-conditions go through the base class's bounded rejection sampling.
+conditions go through :class:`~synthgen.synthesizers.tabular.TabularSynthesizer`'s bounded
+rejection sampling.
 
 ctgan draws the conditional vector at *sampling* time from log-frequencies of the
 levels, which over-represents rare levels; missing-value indicators are such levels, so
@@ -23,15 +24,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthgen.synthesizers.base import Synthesizer
-from synthgen.training.device import resolve_device
+from synthgen.synthesizers.tabular import TabularSynthesizer
 from synthgen.training.callbacks import CallbackList
-from synthgen.transformers.prepare import TablePreparer
+from synthgen.training.device import resolve_device
 
 log = logging.getLogger(__name__)
 
 
-class CTGANSynthesizer(Synthesizer):
+class CTGANSynthesizer(TabularSynthesizer):
     """Wraps ``ctgan.CTGAN`` (0.12). ``model.*`` map onto CTGAN's arguments."""
 
     name = "ctgan"
@@ -44,7 +44,7 @@ class CTGANSynthesizer(Synthesizer):
             log.info("ctgan needs a batch that is even and a multiple of pac; using %d", batch)
         return batch
 
-    def _fit(self, prepared: pd.DataFrame, discrete_columns: list[str], callbacks: CallbackList) -> None:
+    def _fit(self, prepared: pd.DataFrame, callbacks: CallbackList) -> None:
         from ctgan import CTGAN
 
         self.model_ = CTGAN(
@@ -59,7 +59,7 @@ class CTGANSynthesizer(Synthesizer):
             enable_gpu=resolve_device(self.config.device) == "cuda",
         )
         self.model_.set_random_state(self.config.seed)
-        self.model_.fit(prepared, discrete_columns=discrete_columns)
+        self.model_.fit(prepared, discrete_columns=self.preparer_.discrete_columns)
         losses = self.model_.loss_values
         for epoch, row in enumerate(losses.itertuples(index=False)):
             callbacks.on_epoch_end(epoch, {"loss_g": float(row[1]), "loss_d": float(row[2])})
@@ -73,9 +73,9 @@ class CTGANSynthesizer(Synthesizer):
         with open(directory / "preparer.pkl", "wb") as fh:
             pickle.dump(self.preparer_, fh)
 
-    def _load(self, directory: Path) -> TablePreparer:
+    def _load(self, directory: Path) -> None:
         from ctgan import CTGAN
 
         self.model_ = CTGAN.load(directory / "ctgan.pt")
         with open(directory / "preparer.pkl", "rb") as fh:
-            return pickle.load(fh)
+            self.preparer_ = pickle.load(fh)

@@ -20,13 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from synthgen.errors import TrackingError
+from synthgen.tracking.artifacts import quiet_mlflow
 from synthgen.training.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
-for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1",
-                     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false"}.items():
-    os.environ.setdefault(_key, _value)
 
 
 class NullTracker:
@@ -80,6 +78,7 @@ class MlflowTracker(NullTracker):
     @property
     def client(self):
         if self._client is None:
+            quiet_mlflow()
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
             from mlflow import MlflowClient

@@ -9,7 +9,7 @@ as an artifact, so a registered version carries everything it needs::
                                     "conditions": ['{"species": "Adelie"}']}))
 
 Input: one row per request with ``rows`` (required), ``seed`` and ``conditions`` (a
-JSON string or dict, see :func:`synthgen.consume.normalize_conditions`); output: the
+JSON string or dict, see :func:`synthgen.consume.requests.normalize_conditions`); output: the
 synthetic rows of every request, concatenated in order. Any family whose ``sample(n,
 conditions, seed)`` returns a frame plugs in unchanged; an image family would add its
 own output schema in :func:`_output_schema`.
@@ -30,9 +30,9 @@ from typing import Any
 import mlflow.pyfunc
 import pandas as pd
 
-from synthgen import __version__
-from synthgen.consume import PYFUNC_ARTIFACT as SYNTHESIZER_ARTIFACT  # key of the synthesizer dir among artifacts
+from synthgen.version import __version__
 from synthgen.errors import ConfigError, ModelError
+from synthgen.tracking.artifacts import PYFUNC_ARTIFACT as SYNTHESIZER_ARTIFACT, quiet_mlflow  # key of the synthesizer dir among artifacts
 
 log = logging.getLogger(__name__)
 
@@ -44,13 +44,13 @@ class SynthgenGenerator(mlflow.pyfunc.PythonModel):
     """pyfunc wrapper of a fitted synthesizer: a request frame in, synthetic rows out."""
 
     def load_context(self, context: Any) -> None:
-        import synthgen
+        from synthgen.synthesizers import load as load_model
 
-        self.synthesizer = synthgen.load(context.artifacts[SYNTHESIZER_ARTIFACT])
+        self.synthesizer = load_model(context.artifacts[SYNTHESIZER_ARTIFACT])
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Sample every request row of ``model_input``; return the rows concatenated."""
-        from synthgen.consume import requests_from_frame, sample_requests
+        from synthgen.consume.requests import requests_from_frame, sample_requests
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return sample_requests(self.synthesizer, requests_from_frame(frame))
@@ -97,9 +97,10 @@ def save_generator(model_dir: str | Path, path: str | Path, mlflow_model: Any = 
         mlflow_model: an ``mlflow.models.Model`` carrying run / model ids; default
             ``None`` (a standalone model).
     """
-    import synthgen
+    quiet_mlflow()
+    from synthgen.synthesizers import load as load_model
 
-    synthesizer = synthgen.load(model_dir)
+    synthesizer = load_model(model_dir)
     from mlflow.models import ModelSignature
 
     mlflow.pyfunc.save_model(
@@ -199,14 +200,14 @@ def fetch_synthesizer(uri: str, tracking_uri: str | None = None):
         ConfigError: no tracking URI given or set in ``MLFLOW_TRACKING_URI``.
         ModelError: the URI does not resolve or holds no synthgen model.
     """
+    quiet_mlflow()
     import os
 
-    import synthgen
     from mlflow.artifacts import download_artifacts
-
     from mlflow.exceptions import MlflowException
 
-    from synthgen.consume import synthesizer_dir
+    from synthgen.consume.model_dir import synthesizer_dir
+    from synthgen.synthesizers import load as load_model
 
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")
     if not tracking_uri:
@@ -226,6 +227,6 @@ def fetch_synthesizer(uri: str, tracking_uri: str | None = None):
             directory = synthesizer_dir(local)
         except ModelError as exc:
             raise ModelError(f"{uri}: {str(exc).split(': ', 1)[-1]}") from None
-        return synthgen.load(directory)  # loads fully into memory; the download can go
+        return load_model(directory)  # loads fully into memory; the download can go
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

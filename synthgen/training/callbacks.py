@@ -2,6 +2,8 @@
 importing the tracking or orchestration layers.
 
 A callback implements any of the three hooks; :class:`CallbackList` fans out.
+:class:`History` keeps the per-epoch figures; ``image_cgan`` adds :class:`AdaIntervalLog`
+(ADA's ``p`` per adjustment) and :class:`SampleGrid` (sample grids during training).
 
 Progress (:class:`ProgressLog` for epochs, :class:`Phases` for the named steps of
 generation and evaluation) is a bar on a terminal and plain log lines otherwise, so
@@ -16,7 +18,8 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import IO, Any
 
 log = logging.getLogger("synthgen.training")
@@ -241,3 +244,81 @@ class Phases:
         elif self.bar is not None:
             self.bar.close()
             self.bar = None
+
+
+# -- image_cgan ------------------------------------------------------------------------------------
+class AdaIntervalLog(Callback):
+    """ADA's ``p`` and ``r_t`` at every adjustment (each ``model.ada_interval`` steps), not
+    only their epoch means: passed to ``log_metrics({"ada_p_interval", "ada_rt_interval"},
+    step=<global step>)`` once per epoch (one device sync), and kept in :attr:`rows` for
+    ``ada.csv``.
+
+    Args:
+        log_metrics: ``log_metrics(metrics, step)`` (e.g. the tracker's); default ``None``.
+    """
+
+    def __init__(self, log_metrics: Callable[..., None] | None = None):
+        self.log_metrics = log_metrics
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_start(self, model: Any) -> None:
+        self.model = model
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        trace = self.model.ada_trace_
+        for step, p, rt in trace:
+            row = {"step": step, "ada_p": float(p), "ada_rt": float(rt)}
+            self.rows.append(row)
+            if self.log_metrics is not None:
+                self.log_metrics({"ada_p_interval": row["ada_p"], "ada_rt_interval": row["ada_rt"]}, step=step)
+        trace.clear()
+
+
+class SampleGrid(Callback):
+    """Every ``every`` epochs (and the last) a grid of EMA samples - one row per class,
+    fixed noise - is written to ``directory/epoch-<n>.png`` and passed to ``log_artifact``
+    (e.g. the tracker's, which sends it to MLflow).
+
+    Args:
+        directory: where the PNGs go.
+        total_epochs: the run's epochs (the last one always gets a grid).
+        every: epochs between grids; 0 = the last epoch only. Default 0.
+        log_artifact: ``log_artifact(path, artifact_path)``; default ``None``.
+        per_class: images per class row. Default 10.
+    """
+
+    def __init__(self, directory: str | Path, total_epochs: int, every: int = 0,
+                 log_artifact: Callable[[Path, str], None] | None = None, per_class: int = 10):
+        self.directory, self.total, self.every = Path(directory), total_epochs, every
+        self.log_artifact, self.per_class = log_artifact, per_class
+        self.written: list[Path] = []
+
+    def on_train_start(self, model: Any) -> None:
+        import torch
+
+        self.model = model
+        k = len(model.classes_)
+        gen = torch.Generator().manual_seed(0)
+        self.z = torch.randn(k * self.per_class, model.config.embedding_dim, generator=gen)
+        self.y = torch.arange(k).repeat_interleave(self.per_class)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        done = epoch + 1
+        if not (done == self.total or (self.every and done % self.every == 0)):
+            return
+        from synthgen.reports.figures import sample_grid
+
+        if done < self.total:  # the last epoch's statistics are refreshed by fit itself
+            ema = self.model.ema_
+            saved = {k: v.clone() for k, v in ema.state_dict().items()}
+            self.model.refresh_ema_stats()
+            images = self.model.generate(self.z, self.y)
+            ema.load_state_dict(saved)
+        else:
+            self.model.refresh_ema_stats()
+            images = self.model.generate(self.z, self.y)
+        path = self.directory / f"epoch-{done:05d}.png"
+        sample_grid(images, self.y.numpy(), path, nrow=self.per_class)
+        self.written.append(path)
+        if self.log_artifact is not None:
+            self.log_artifact(path, "samples")

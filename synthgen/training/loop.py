@@ -82,7 +82,7 @@ class GANLoop:
         checkpoint_every: epochs between checkpoints; 0 disables them.
         rngs: named ``torch.Generator`` / ``numpy.random.Generator`` objects whose
             states are checkpointed.
-        privacy: a :class:`~synthgen.privacy.CriticPrivacy`, or ``None``.
+        privacy: a :class:`~synthgen.training.dp.CriticPrivacy`, or ``None``.
         fingerprint: identifies data and settings; checkpoints of another fingerprint
             are ignored.
         keep: checkpoints kept on disk. Default 2.

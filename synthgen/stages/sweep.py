@@ -30,6 +30,7 @@ from typing import Any
 from synthgen.config import Params, SelectRule, parse_constraint, parse_params
 from synthgen.errors import ConfigError
 from synthgen.io import atomic_path, write_json, write_text
+from synthgen.synthesizers import check_model
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +100,10 @@ def expand_grid(params: Params, parent_run: str | None = None) -> list[GridPoint
         raw["output"]["dir"] = str(root / point_id)
         if parent_run is not None:
             raw["tracking"]["parent_run"] = parent_run
-        points.append(GridPoint(point_id, values, parse_params(raw, source=f"sweep.grid point {point_id} {values}")))
+        source = f"sweep.grid point {point_id} {values}"
+        point = parse_params(raw, source=source)
+        check_model(point.model.name, point.data.kind, source)
+        points.append(GridPoint(point_id, values, point))
     return points
 
 
@@ -210,11 +214,9 @@ def plot_frontier(rows: list[dict[str, Any]], path: Path, axis: str = "mia_auc",
     Points without DP sit at the right edge, labelled ``no DP``, when ``axis`` is
     ``epsilon_spent``. Returns ``None`` when no point has both figures.
     """
-    import matplotlib
+    from synthgen.reports.figures import pyplot
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     on = frontier(rows, axis)
     points = [(i, _axis(r, axis), _value(r, "quality_score")) for i, r in enumerate(rows)]
     points = [(i, x, y) for i, x, y in points if x is not None and y is not None]

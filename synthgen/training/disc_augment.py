@@ -5,7 +5,7 @@ and generated, in the critic step and in the generator step - and nothing else s
 augmented images. Every operation is differentiable with respect to the images, so the
 generator's gradient flows through it. Images are ``(N, C, H, W)`` in ``[-1, 1]``.
 
-Modes (``model.augment``):
+Modes (``model.disc_augment``):
 
 * ``"ada"`` - StyleGAN2-ADA's "bgc" pipeline (Karras et al. 2020). Each operation fires
   per image with probability ``p``:

@@ -8,65 +8,21 @@ epsilon spent, and the privacy figures.
 
 from __future__ import annotations
 
-import base64
 import html
-import io
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from synthgen.data.schema import TableSchema
+from synthgen.reports.figures import html_table, loss_figure, png, pyplot
 
 _REAL, _SYN = "#4C72B0", "#DD8452"
 _PRIVACY_PREFIXES = ("exact_copy", "dcr", "nndr", "mia", "attribute_risk", "epsilon")
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _loss_figure(losses: pd.DataFrame):
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
-    for column in losses.columns:
-        if column != "epoch" and column.startswith("loss"):
-            ax.plot(losses["epoch"], losses[column], label=column)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title("Training losses")
-    ax.legend(loc="best")
-    fig.tight_layout()
-    return fig
-
-
-def plot_losses(losses: pd.DataFrame, path: str | Path) -> Path:
-    """Loss curves (columns starting with ``loss``) against epoch, saved as PNG."""
-    from synthgen.io import atomic_path
-
-    path = Path(path)
-    fig = _loss_figure(losses)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
-    _pyplot().close(fig)
-    return path
-
-
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    _pyplot().close(fig)
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def _column_figure(real: pd.Series, synthetic: pd.Series, kind: str, score: float | None):
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(4, 2.6), dpi=90)
     if kind in ("categorical", "boolean"):
         real_freq = real.astype(str).value_counts(normalize=True)
@@ -92,7 +48,7 @@ def _column_figure(real: pd.Series, synthetic: pd.Series, kind: str, score: floa
 
 
 def _pair_heatmap(columns: list[str], pairs: dict[str, float | None]):
-    plt = _pyplot()
+    plt = pyplot()
     n = len(columns)
     matrix = np.full((n, n), np.nan)
     index = {c: i for i, c in enumerate(columns)}
@@ -110,17 +66,6 @@ def _pair_heatmap(columns: list[str], pairs: dict[str, float | None]):
     fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
     return fig
-
-
-def _table(rows: list[list[Any]], header: list[str]) -> str:
-    def cell(value: Any) -> str:
-        if isinstance(value, float):
-            return f"{value:.4g}"
-        return html.escape(str(value))
-
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
 
 
 def build_report(
@@ -150,28 +95,28 @@ def build_report(
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="verdict {"pass" if passed else "fail"}">Verdict: {"PASSED" if passed else "REJECTED"}</p>',
         "<h2>Checks</h2>",
-        _table(
+        html_table(
             [[c["name"], c.get("kind", ""), c["value"], c["threshold"], "pass" if c["passed"] else "FAIL"]
              for c in validation.get("checks", [])],
             ["metric", "kind", "value", "threshold", "result"],
         ),
         "<h2>Metrics</h2>",
-        _table([[k, v] for k, v in metrics.items() if not k.startswith(_PRIVACY_PREFIXES)], ["metric", "value"]),
+        html_table([[k, v] for k, v in metrics.items() if not k.startswith(_PRIVACY_PREFIXES)], ["metric", "value"]),
     ]
     privacy = [[k, v] for k, v in metrics.items() if k.startswith(_PRIVACY_PREFIXES)]
     parts += ["<h2>Privacy</h2>"]
-    parts += [_table(privacy, ["metric", "value"])] if privacy else ["<p>No privacy figures were computed.</p>"]
+    parts += [html_table(privacy, ["metric", "value"])] if privacy else ["<p>No privacy figures were computed.</p>"]
     if "epsilon_spent" in metrics:
         parts.append(f"<p>Differential privacy: &epsilon; spent = {metrics['epsilon_spent']:.4g}.</p>")
     if losses is not None and not losses.empty:
-        parts += ["<h2>Training</h2>", f'<img alt="loss curves" src="data:image/png;base64,{_png(_loss_figure(losses))}">']
+        parts += ["<h2>Training</h2>", f'<img alt="loss curves" src="data:image/png;base64,{png(loss_figure(losses))}">']
     if len(modelled) >= 2 and fidelity.get("pairs"):
         heat = _pair_heatmap([c.name for c in modelled], fidelity["pairs"])
-        parts += ["<h2>Column pairs</h2>", f'<img alt="pair-trend heatmap" src="data:image/png;base64,{_png(heat)}">']
+        parts += ["<h2>Column pairs</h2>", f'<img alt="pair-trend heatmap" src="data:image/png;base64,{png(heat)}">']
     parts.append("<h2>Columns</h2><div class='grid'>")
     for spec in modelled:
         fig = _column_figure(real[spec.name], synthetic[spec.name], spec.kind, column_scores.get(spec.name))
-        parts.append(f'<img alt="column {html.escape(spec.name)}" src="data:image/png;base64,{_png(fig)}">')
+        parts.append(f'<img alt="column {html.escape(spec.name)}" src="data:image/png;base64,{png(fig)}">')
     parts.append("</div>")
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0}"

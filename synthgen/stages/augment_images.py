@@ -1,9 +1,9 @@
 """The augment stage for ``data.kind: image``: class-conditional synthetic images, measured.
 
-:func:`synthgen.augment.augment_stage` dispatches here on ``data.kind``, so ``synthgen
-augment``, the Prefect augment flow and the DVC stage work on image runs unchanged. The
+:mod:`synthgen.stages` dispatches here on ``data.kind``, so ``synthgen augment``, the
+Prefect augment flow and the DVC stage work on image runs unchanged. The
 class is the image's label (``data.target`` is not used); the row plan is the tabular
-one (:func:`synthgen.augment.plan_rows`): ``rebalance`` lifts every class to
+one (:func:`synthgen.stages.augment_common.plan_rows`): ``rebalance`` lifts every class to
 ``round(ratio x majority count)`` images, ``enlarge`` adds ``factor - 1`` times the train
 split in the class mix of the train split. Each class is drawn with
 ``model.sample(k, conditions={"label": cls}, seed=...)`` (exact per class) under its own
@@ -24,10 +24,10 @@ of :mod:`synthgen.validation.images` is trained three ways and tested on the unt
 real holdout: ``real`` (the real train split), ``augmented`` (real plus synthetic) and
 ``reweighted`` (the real split with a class-weighted loss, inverse class frequencies:
 the free alternative for imbalance). All three train for the same number of Adam steps
-(enough for about 30 epochs of the augmented set, at most; see ``_steps_for``), so the
+(enough for about 30 epochs of the augmented set, at most; see :func:`synthgen.validation.images.steps_for`), so the
 synthetic images are not credited with extra compute. Scores and their summary are the
-tabular stage's (:func:`synthgen.augment.holdout_scores`,
-:func:`synthgen.augment.summarize`); the one downstream model is named ``small_cnn``.
+tabular stage's (:func:`synthgen.validation.benefit.holdout_scores`,
+:func:`synthgen.validation.benefit.summarize`); the one downstream model is named ``small_cnn``.
 ``augment.models`` (scikit-learn classifiers) applies to tables only.
 """
 
@@ -43,14 +43,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synthgen.augment import (
-    METRICS, AugmentLayout, _draw_seed, build_augment_report, class_counts, holdout_scores, log_augment,
-    plan_rows, record_fields, summarize,
-)
 from synthgen.config import AugmentConfig, Params
 from synthgen.data.images import ImageSet, load_images, write_image_folder
 from synthgen.errors import ConfigError, DataError, ModelError
-from synthgen.io import atomic_path
+from synthgen.io import atomic_path, file_hash, write_json, write_text
+from synthgen.reports.augment import build_augment_report
+from synthgen.reports.datasheet import render_augment_datasheet
+from synthgen.reports.figures import sample_grid
+from synthgen.stages.augment_common import (
+    AugmentLayout, class_counts, draw_seed, log_augment, plan_rows, record_fields,
+)
+from synthgen.stages.common import ImageLayout, resume_tracker
+from synthgen.synthesizers import load
+from synthgen.training.device import resolve_device
+from synthgen.validation.benefit import METRICS, holdout_scores, summarize
+from synthgen.version import __version__
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +77,7 @@ def synthesize_images(model: Any, plan: dict[str, int], like: ImageSet, seed: in
     images, labels = [], []
     for i, (cls, k) in enumerate(plan.items()):
         if k > 0:
-            drawn = model.sample(k, conditions={"label": cls}, seed=_draw_seed(seed, i))
+            drawn = model.sample(k, conditions={"label": cls}, seed=draw_seed(seed, i))
             images.append(drawn.images)
             labels.append(drawn.labels)
     if not images:
@@ -94,7 +101,7 @@ def write_augmented(directory: Path, real: ImageSet, synthetic: ImageSet) -> int
 
 
 # -- benefit ---------------------------------------------------------------------------
-def _balanced_weights(labels: np.ndarray, classes: int):
+def balanced_weights(labels: np.ndarray, classes: int):
     """Inverse class frequencies, ``n / (classes x count)`` (scikit-learn's "balanced");
     classes absent from ``labels`` get weight 0."""
     import torch
@@ -109,22 +116,22 @@ def score_images_once(real: ImageSet, synthetic: ImageSet, holdout: ImageSet, mi
     """One repeat: the small CNN trained on each arm for ``steps`` Adam steps, scored on the holdout."""
     import torch
 
-    from synthgen.validation.images import _predict, _to_tensor, train_classifier
+    from synthgen.validation.images import predict, to_tensor, train_classifier
 
     n_classes = len(real.classes)
-    x_real, x_ho = _to_tensor(real.images, device), _to_tensor(holdout.images, device)
+    x_real, x_ho = to_tensor(real.images, device), to_tensor(holdout.images, device)
     y_real = torch.from_numpy(real.labels).to(device)
     if len(synthetic):
-        x_aug = torch.cat([x_real, _to_tensor(synthetic.images, device)])
+        x_aug = torch.cat([x_real, to_tensor(synthetic.images, device)])
         y_aug = torch.cat([y_real, torch.from_numpy(synthetic.labels).to(device)])
     else:
         x_aug, y_aug = x_real, y_real
     arms = {"real": (x_real, y_real, None), "augmented": (x_aug, y_aug, None),
-            "reweighted": (x_real, y_real, _balanced_weights(real.labels, n_classes).to(device))}
+            "reweighted": (x_real, y_real, balanced_weights(real.labels, n_classes).to(device))}
     rows = []
     for arm, (x, y, weight) in arms.items():
         net = train_classifier(x, y, n_classes, steps=steps, seed=seed, class_weight=weight)
-        _, pred = _predict(net, x_ho)
+        _, pred = predict(net, x_ho)
         rows.append({"model": DOWNSTREAM, "arm": arm, **holdout_scores(holdout.labels, pred, minority)})
     return rows
 
@@ -132,10 +139,10 @@ def score_images_once(real: ImageSet, synthetic: ImageSet, holdout: ImageSet, mi
 def measure_image_benefit(real: ImageSet, holdout: ImageSet, model: Any, plan: dict[str, int], minority: int,
                           config: AugmentConfig, device: str, first_draw: ImageSet | None = None) -> dict[str, Any]:
     """The small CNN on real vs real+synthetic vs reweighted over ``config.seeds`` repeats."""
-    from synthgen.validation.images import _steps_for
+    from synthgen.validation.images import steps_for
 
     start = time.perf_counter()
-    _, steps = _steps_for(len(real) + sum(plan.values()), None)
+    _, steps = steps_for(len(real) + sum(plan.values()), None)
     records = []
     for i in range(config.seeds):
         draw_seed = config.seed + i
@@ -171,7 +178,7 @@ def _minority(config: AugmentConfig, counts: dict[str, int], classes: list[str])
     return classes.index(str(config.minority))
 
 
-def augment_images_stage(params: Params) -> dict[str, Any]:
+def augment(params: Params) -> dict[str, Any]:
     """Write the augmented image set, its manifest, the measured benefit and a report.
 
     Raises:
@@ -179,21 +186,12 @@ def augment_images_stage(params: Params) -> dict[str, Any]:
         DataError: the splits are missing, or the images have fewer than 2 classes.
         ConfigError: ``augment.minority`` is not a class.
     """
-    import synthgen
-    from synthgen import __version__
-    from synthgen.datasheet import render_augment_datasheet
-    from synthgen.images_pipeline import IMAGE_MODEL, ImageLayout
-    from synthgen.io import file_hash, write_json, write_text
-    from synthgen.pipeline import _tracker_for
-    from synthgen.training.device import resolve_device
-    from synthgen.validation.images import sample_grid
-
     layout, out = ImageLayout(params.out), AugmentLayout(params.out)
     if not (layout.model / "synthesizer.json").is_file():
         raise ModelError(f"output.dir: no trained model in {layout.model}; run `synthgen train` first")
-    model = synthgen.load(layout.model)
-    if getattr(model, "name", None) != IMAGE_MODEL:
-        raise ModelError(f"{layout.model}: holds a {model.name!r} model, not {IMAGE_MODEL!r}; rerun train")
+    model = load(layout.model)
+    if model.data_kind != "image":
+        raise ModelError(f"{layout.model}: holds a {model.name!r} model, not an image model; rerun train")
     train = load_images(layout.train_images, "train split")
     config = params.augment
     holdout = load_images(layout.holdout_images, "holdout split") if config.benefit else None
@@ -213,7 +211,7 @@ def augment_images_stage(params: Params) -> dict[str, Any]:
     log.info("augment: %s added %d synthetic images in %.1fs (%s)", config.mode, len(synthetic), seconds,
              ", ".join(f"{c}: {counts[c]} -> {after[c]}" for c in counts))
 
-    tracker = _tracker_for(params, layout)
+    tracker = resume_tracker(params, layout)
     benefit: dict[str, Any] = {"measured": False}
     if config.benefit:
         benefit = measure_image_benefit(train, holdout, model, plan, minority, config,
@@ -232,7 +230,7 @@ def augment_images_stage(params: Params) -> dict[str, Any]:
         "provenance": f"{IMAGES_DIR}/real/ and {IMAGES_DIR}/synthetic/ folders; column 'source' of labels.csv",
         "image_shape": list(train.images.shape[1:]),
         "class_names": list(train.classes),  # the label order of labels.csv
-        "model": IMAGE_MODEL,
+        "model": model.name,
         **record_fields(params, layout.model, layout.train_images, holdout_hash, images_dir, seconds, benefit,
                         train.classes[minority]),
         "mlflow_run_id": tracker.run_id,

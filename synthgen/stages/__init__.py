@@ -1,0 +1,99 @@
+"""The pipeline's stages, one protocol for every data kind: ingest -> train -> generate ->
+validate, and augment after train.
+
+Each stage is a function of the validated :class:`~synthgen.config.Params`; the CLI
+(``synthgen <stage>``), the DVC stages (which call the CLI) and the Prefect flows call the
+functions here, which dispatch on ``data.kind`` through :data:`MODALITIES` to the table
+(:mod:`synthgen.stages.tabular`, :mod:`synthgen.stages.augment_tabular`) or image
+(:mod:`synthgen.stages.images`, :mod:`synthgen.stages.augment_images`) implementation.
+Everything the two share lives in :mod:`synthgen.stages.common`.
+
+Example::
+
+    from synthgen.config import load_params
+    from synthgen import stages
+
+    params = load_params("params.yaml")
+    stages.check(params)
+    report = stages.run(params)  # ingest, train, generate, validate
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from synthgen.config import Params
+from synthgen.config import load_params as read_params
+from synthgen.stages import augment_images, augment_tabular, images, tabular
+from synthgen.synthesizers import check_model
+
+STAGE_NAMES = ("ingest", "train", "generate", "validate", "augment")
+
+#: ``data.kind`` -> stage name -> implementation.
+MODALITIES: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
+    "tabular": {"ingest": tabular.ingest, "train": tabular.train, "generate": tabular.generate,
+                "validate": tabular.validate, "augment": augment_tabular.augment},
+    "image": {"ingest": images.ingest, "train": images.train, "generate": images.generate,
+              "validate": images.validate, "augment": augment_images.augment},
+}
+
+
+def check(params: Params, source: str = "params") -> None:
+    """Checks of the whole config that need the synthesizer registry (``model.name`` and
+    its data kind), run before any stage does work.
+
+    Raises:
+        ConfigError: an unknown model, or a model of the other data kind.
+    """
+    check_model(params.model.name, params.data.kind, source)
+
+
+def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
+    """Read, validate and :func:`check` a params file: every config error surfaces here,
+    before any work starts (errors name the file and key)."""
+    params = read_params(path, overrides)
+    check(params, source=str(path))
+    return params
+
+
+def stage(name: str, params: Params) -> Callable[..., dict[str, Any]]:
+    """The implementation of stage ``name`` for ``params.data.kind`` (config checked first)."""
+    check(params)
+    return MODALITIES[params.data.kind][name]
+
+
+def ingest(params: Params) -> dict[str, Any]:
+    """Read ``data.path``, infer and save the schema, write the train and holdout splits."""
+    return stage("ingest", params)(params)
+
+
+def train(params: Params) -> dict[str, Any]:
+    """Fit ``model.name`` on the train split; save ``model/``, ``losses.csv`` and track the run."""
+    return stage("train", params)(params)
+
+
+def generate(params: Params) -> dict[str, Any]:
+    """Draw ``generate.rows`` synthetic rows (images) from the saved model."""
+    return stage("generate", params)(params)
+
+
+def validate(params: Params, synthetic: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
+    """Score the synthetic data; write the verdict, manifest, report, datasheet (and
+    ``published/`` on a pass). With ``synthetic`` a path: audit that data, write only the verdict."""
+    return stage("validate", params)(params, synthetic, out)
+
+
+def augment(params: Params) -> dict[str, Any]:
+    """Grow the real train split with conditional synthetic rows (images) and measure the benefit."""
+    return stage("augment", params)(params)
+
+
+def run(params: Params) -> dict[str, Any]:
+    """All four pipeline stages in order; returns the validation report."""
+    check(params)
+    ingest(params)
+    train(params)
+    generate(params)
+    return validate(params)
