@@ -155,7 +155,15 @@ def requests_from_frame(frame: pd.DataFrame) -> list[SampleRequest]:
 
 def sample_requests(model: Synthesizer, requests: Iterable[SampleRequest]) -> pd.DataFrame:
     """Draw every request from ``model`` and concatenate the frames in request order."""
-    frames = [model.sample(r.rows, conditions=r.conditions, seed=r.seed) for r in requests]
+    frames = [as_frame(model, model.sample(r.rows, conditions=r.conditions, seed=r.seed)) for r in requests]
     if not frames:
         raise ConditionError("no sampling requests given")
     return pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def as_frame(model: Synthesizer, drawn: Any) -> pd.DataFrame:
+    """A draw as a frame: tables as they are; images as one row per image with its class
+    name (``label``) and its uint8 H x W x C array (``image``), the pyfunc's answer."""
+    if isinstance(drawn, pd.DataFrame):
+        return drawn
+    return pd.DataFrame({"label": [model.classes_[i] for i in drawn.labels], "image": list(drawn.images)})

@@ -196,8 +196,9 @@ def train_and_track(
     history = History()
 
     def log_params() -> None:  # after fit: families settle some settings (epochs) on the data
-        resolved = {f"model.{k}": v for k, v in synthesizer.config.model_dump().items()}
-        tracker.log_params({**params.flat(), **resolved})
+        resolved = {f"model.{k}": v for k, v in synthesizer.config.model_dump().items()}  # this family's only
+        others = {k: v for k, v in params.flat().items() if not k.startswith("model.")}
+        tracker.log_params({**others, **resolved})
 
     try:
         synthesizer.fit(data, callbacks=[history, ProgressLog(), tracker.callback(), *callbacks_for(tracker)])

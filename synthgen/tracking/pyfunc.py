@@ -67,7 +67,11 @@ def _input_schema():
 
 
 def _output_schema(synthesizer: Any):
+    """The output columns of a table generator; None for images (arrays have no column type)."""
     import warnings
+
+    if getattr(synthesizer, "data_kind", "tabular") != "tabular":
+        return None
 
     from mlflow.models import infer_signature
 
