@@ -4,14 +4,16 @@ Reads every module under ``synthgen/`` with :mod:`ast` (nothing is imported), so
 check is fast and sees function-level imports too (``if TYPE_CHECKING:`` blocks are
 skipped: they never run). Rules, each reported with the offending modules:
 
-- no import cycles between modules of ``synthgen/``;
+- no import cycles between modules of ``synthgen/``, nor between its packages (the
+  arrows between ``stages/``, ``synthesizers/``, ``training/`` ... point one way);
 - ``synthgen/`` imports neither ``prefect`` nor ``dvc``;
 - only ``synthgen/tracking/`` imports ``mlflow``;
 - no module imports a leading-underscore name from another module;
 - no module is over 500 lines, and each opens with a docstring.
 
-Run ``python scripts/import_graph.py`` (exit 1 on a violation, one line each), or
-``--dot`` for the module graph in Graphviz form. ``tests/unit/test_architecture.py``
+Run ``python scripts/import_graph.py`` (exit 1 on a violation, one line each),
+``--packages`` for the arrows between packages, or ``--dot`` for the module graph in
+Graphviz form. ``tests/unit/test_architecture.py``
 runs the same check in ``make test``.
 """
 
@@ -97,8 +99,25 @@ def _record(module: Module, modules: dict[str, Module], base: str, name: str | N
         module.private.append(f"{base}.{name}")
 
 
+def package_of(name: str) -> str:
+    """``synthgen.stages.common`` -> ``synthgen.stages``; top-level modules are their own package."""
+    return ".".join(name.split(".")[:2])
+
+
+def package_graph(modules: dict[str, Module]) -> dict[str, Module]:
+    """The graph of packages (and top-level modules): an edge where any module imports another package's."""
+    packages: dict[str, Module] = {}
+    for module in modules.values():
+        source = packages.setdefault(package_of(module.name), Module(package_of(module.name), module.path))
+        source.imports |= {package_of(t) for t in module.imports} - {source.name}
+    for module in list(packages.values()):
+        for target in module.imports:
+            packages.setdefault(target, Module(target, module.path))
+    return packages
+
+
 def cycles(modules: dict[str, Module]) -> list[list[str]]:
-    """Strongly connected components with more than one module (Tarjan)."""
+    """Strongly connected components with more than one node (Tarjan)."""
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
@@ -138,6 +157,8 @@ def cycles(modules: dict[str, Module]) -> list[list[str]]:
 def violations(root: Path = ROOT) -> list[str]:
     modules = scan(root)
     problems = [f"import cycle: {' <-> '.join(c)}" for c in cycles(modules)]
+    packages = package_graph({k: v for k, v in modules.items() if k != PACKAGE})  # the root is the facade
+    problems += [f"package cycle: {' <-> '.join(c)}" for c in cycles(packages)]
     for module in modules.values():
         rel = module.path.relative_to(root)
         for top, why in FORBIDDEN.items():
@@ -165,6 +186,12 @@ def dot(root: Path = ROOT) -> str:
 
 
 def main(argv: list[str]) -> int:
+    if "--packages" in argv:
+        packages = package_graph({k: v for k, v in scan().items() if k != PACKAGE})
+        for name in sorted(packages):
+            targets = sorted(t.removeprefix(PACKAGE + ".") for t in packages[name].imports)
+            print(f"{name.removeprefix(PACKAGE + '.')} -> {', '.join(targets) or '(leaf)'}")
+        return 0
     if "--dot" in argv:
         sys.stdout.write(dot())
         return 0

@@ -10,19 +10,31 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.tiny import TINY_TABLE
+
 ROOT = Path(__file__).resolve().parents[1]
 PENGUINS = ROOT / "data" / "penguins.csv"
 
-for key, value in {
+QUIET = {
     "DO_NOT_TRACK": "1",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "GX_ANALYTICS_ENABLED": "false",
     "DVC_NO_ANALYTICS": "1",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-}.items():
-    os.environ.setdefault(key, value)
-# the venv's bin (synthgen, dvc) must be on PATH for subprocess tests
-os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def test_environment():
+    """Telemetry off, and the venv's bin (synthgen, dvc) first on PATH for subprocess tests;
+    the environment is restored when the session ends."""
+    saved = dict(os.environ)
+    for key, value in QUIET.items():
+        os.environ.setdefault(key, value)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")
@@ -47,8 +59,7 @@ def tiny_params(tmp_path: Path, mlflow_uri: str | None, **sections) -> dict:
     """A params dict for fast real runs: 2 epochs of ctgan on penguins."""
     params = {
         "data": {"path": str(PENGUINS), "target": "species"},
-        "model": {"name": "ctgan", "epochs": 2, "batch_size": 100, "seed": 0,
-                  "generator_dim": [32], "discriminator_dim": [32], "embedding_dim": 16},
+        "model": dict(TINY_TABLE),
         "generate": {"rows": 150},
         "validate": {"min": {"quality_score": 0.1, "gx_success_rate": 0.0}},
         "tracking": {"uri": mlflow_uri},

@@ -11,5 +11,4 @@ TINY_TABLE = {"name": "ctgan", "epochs": 2, "batch_size": 100, "seed": 0,
               "generator_dim": [32], "discriminator_dim": [32], "embedding_dim": 16}
 TINY_GAN = {**TINY_TABLE, "name": "tabular_gan"}
 TINY_IMAGE = {"name": "image_cgan", "epochs": 2, "batch_size": 32, "seed": 0, "device": "cpu",
-              "generator_dim": [8], "discriminator_dim": [8], "embedding_dim": 16, "lr": 1e-3,
-              "disc_augment": "ada", "ada_kimg": 1.0}
+              "generator_dim": [8], "discriminator_dim": [8], "embedding_dim": 16}

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
-from synthgen.consume.model_dir import synthesizer_dir
-from synthgen.consume.requests import parse_where
+from synthgen.tracking.artifacts import synthesizer_dir
+from synthgen.synthesizers.requests import parse_where
 from synthgen.errors import ConditionError, DataError, ModelError
 from synthgen.io import atomic_path
 

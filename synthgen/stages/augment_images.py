@@ -49,7 +49,7 @@ from synthgen.errors import ConfigError, DataError, ModelError
 from synthgen.io import atomic_path, file_hash, write_json, write_text
 from synthgen.reports.augment import build_augment_report
 from synthgen.reports.datasheet import render_augment_datasheet
-from synthgen.reports.figures import sample_grid
+from synthgen.data.images import sample_grid
 from synthgen.stages.augment_common import (
     AugmentLayout, class_counts, draw_seed, log_augment, plan_rows, record_fields,
 )

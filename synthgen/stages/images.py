@@ -45,7 +45,7 @@ from synthgen.data.images import (
 from synthgen.errors import ConfigError
 from synthgen.io import write_json, write_text
 from synthgen.reports.datasheet import IMAGE_KEY_METRICS, render_image_datasheet
-from synthgen.reports.figures import sample_grid
+from synthgen.data.images import sample_grid
 from synthgen.stages.common import (
     ImageLayout, conclude, load_generation, model_meta, provenance, record_verdict, resume_tracker, train_and_track,
 )

@@ -9,7 +9,7 @@ as an artifact, so a registered version carries everything it needs::
                                     "conditions": ['{"species": "Adelie"}']}))
 
 Input: one row per request with ``rows`` (required), ``seed`` and ``conditions`` (a
-JSON string or dict, see :func:`synthgen.consume.requests.normalize_conditions`); output: the
+JSON string or dict, see :func:`synthgen.synthesizers.requests.normalize_conditions`); output: the
 synthetic rows of every request, concatenated in order. Any family whose ``sample(n,
 conditions, seed)`` returns a frame plugs in unchanged; an image family would add its
 own output schema in :func:`_output_schema`.
@@ -50,7 +50,7 @@ class SynthgenGenerator(mlflow.pyfunc.PythonModel):
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         """Sample every request row of ``model_input``; return the rows concatenated."""
-        from synthgen.consume.requests import requests_from_frame, sample_requests
+        from synthgen.synthesizers.requests import requests_from_frame, sample_requests
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         return sample_requests(self.synthesizer, requests_from_frame(frame))
@@ -210,7 +210,7 @@ def fetch_synthesizer(uri: str, tracking_uri: str | None = None):
     from mlflow.artifacts import download_artifacts
     from mlflow.exceptions import MlflowException
 
-    from synthgen.consume.model_dir import synthesizer_dir
+    from synthgen.tracking.artifacts import synthesizer_dir
     from synthgen.synthesizers import load as load_model
 
     tracking_uri = tracking_uri or os.environ.get("MLFLOW_TRACKING_URI")

@@ -306,7 +306,7 @@ class SampleGrid(Callback):
         done = epoch + 1
         if not (done == self.total or (self.every and done % self.every == 0)):
             return
-        from synthgen.reports.figures import sample_grid
+        from synthgen.data.images import sample_grid
 
         if done < self.total:  # the last epoch's statistics are refreshed by fit itself
             ema = self.model.ema_

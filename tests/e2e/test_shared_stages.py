@@ -36,6 +36,7 @@ def test_image_run_logs_resolved_params_and_moves_the_champion_alias(tmp_path, m
     keep = np.concatenate([np.flatnonzero(digits.labels == c)[:40] for c in range(3)])
     np.savez(tmp_path / "digits.npz", images=digits.images[keep][..., 0], labels=digits.labels[keep])
     model = {k: v for k, v in TINY_IMAGE.items() if k != "batch_size"}  # batch_size unset: the family's 64
+    model["disc_augment"] = "diffaugment"
     params = parse_params({
         "data": {"path": str(tmp_path / "digits.npz"), "kind": "image", "image_size": 8},
         "model": {**model, "epochs": 1},
@@ -51,7 +52,7 @@ def test_image_run_logs_resolved_params_and_moves_the_champion_alias(tmp_path, m
     logged = client.get_run(manifest["mlflow_run_id"]).data.params
     # the image family's resolved batch (64), not the params section's default (500)
     assert logged["model.batch_size"] == "64" and logged["model.epochs"] == "1"
-    assert logged["model.disc_augment"] == TINY_IMAGE["disc_augment"] and "model.pac" not in logged
+    assert logged["model.disc_augment"] == "diffaugment" and "model.pac" not in logged
     generator = manifest["generator"]
     assert generator["registered_model"] == "digits-test"
     champion = client.get_model_version_by_alias("digits-test", "champion")

@@ -17,6 +17,7 @@ from synthgen.errors import ConditionError, DataError
 from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
 from synthgen.training.callbacks import Callback
 from synthgen.training.disc_augment import DiscriminatorAugment
+from tests.tiny import TINY_IMAGE
 
 torch.set_num_threads(1)
 
@@ -27,10 +28,7 @@ def digits() -> ImageSet:
 
 
 def tiny_model(**overrides) -> ImageModelConfig:
-    settings = dict(name="image_cgan", epochs=1, batch_size=32, device="cpu", generator_dim=[8],
-                    discriminator_dim=[8], embedding_dim=16, seed=0)
-    settings.update(overrides)
-    return ImageModelConfig(**settings)
+    return ImageModelConfig(**{**TINY_IMAGE, "epochs": 1, **overrides})
 
 
 # -- augmentation ----------------------------------------------------------------------------------
@@ -252,7 +250,7 @@ def test_split_is_stratified_and_seeded(digits):
     assert np.allclose(share, 0.2, atol=0.02)
 
 
-# (the pipeline through the CLI and the Prefect flows: tests/test_image_pipeline.py)
+# (the pipeline through the CLI and the Prefect flows: tests/e2e/test_image_pipeline.py)
 
 
 def test_source_hash_of_the_bundled_digits_is_the_packaged_file(tmp_path):

@@ -25,10 +25,9 @@ from synthgen.errors import ConditionError, DataError
 from synthgen.io import file_hash
 from synthgen import stages
 from tests.conftest import tiny_params
+from tests.tiny import TINY_GAN
 
 NAME = "penguins-gen"
-TINY_GAN = {"name": "tabular_gan", "epochs": 2, "batch_size": 100, "seed": 0,
-            "generator_dim": [32], "discriminator_dim": [32], "embedding_dim": 16}
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from synthgen.errors import ConditionError, ModelError
 from synthgen.synthesizers import REGISTRY
 from synthgen.transformers.prepare import OTHER, TablePreparer
 from tests.conftest import PENGUINS
+from tests.tiny import TINY_TABLE
 
-TINY = dict(epochs=2, batch_size=100, generator_dim=[32], discriminator_dim=[32], embedding_dim=16)
+TINY = {k: v for k, v in TINY_TABLE.items() if k != "name"}
 
 
 @pytest.fixture(scope="module")

@@ -20,9 +20,9 @@ from synthgen.io import file_hash
 from synthgen.errors import DataError
 from synthgen.stages.common import Layout
 from tests.conftest import tiny_params, write_params
+from tests.tiny import TINY_GAN
 
-TINY_GAN = {"name": "tabular_gan", "epochs": 3, "batch_size": 100, "generator_dim": [32],
-            "discriminator_dim": [32], "embedding_dim": 16}
+TINY_GAN = {**TINY_GAN, "epochs": 3}
 
 
 @pytest.fixture(scope="module")

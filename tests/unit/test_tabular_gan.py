@@ -16,11 +16,9 @@ from synthgen.synthesizers import REGISTRY
 from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 from synthgen.training.callbacks import Callback, History
 from synthgen.transformers.mode_normalizer import ModeNormalizer
+from tests.tiny import TINY_GAN
 
-TINY = dict(
-    name="tabular_gan", epochs=3, batch_size=100, generator_dim=[32], discriminator_dim=[32],
-    embedding_dim=16, pac=10, lr=1e-3,
-)
+TINY = {**TINY_GAN, "epochs": 3, "lr": 1e-3}
 
 
 @pytest.fixture(scope="module")

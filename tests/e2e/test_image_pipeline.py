@@ -27,6 +27,7 @@ from synthgen.data.images import DIGITS, read_images
 from synthgen.errors import DataError
 from synthgen.io import file_hash
 from tests.conftest import write_params
+from tests.tiny import TINY_IMAGE
 
 MINORITY = "4"  # the rare class of the slice: 12 images before the split
 
@@ -48,8 +49,7 @@ def image_run(tmp_path_factory, mlflow_template):
     np.savez(root / "digits.npz", images=digits.images[keep][..., 0], labels=digits.labels[keep])
     params = {
         "data": {"path": str(root / "digits.npz"), "kind": "image", "image_size": 8, "holdout": 0.25},
-        "model": {"name": "image_cgan", "epochs": 2, "batch_size": 32, "device": "cpu", "generator_dim": [8],
-                  "discriminator_dim": [8], "embedding_dim": 16, "augment": "ada", "ada_kimg": 1.0, "lr": 1e-3},
+        "model": {**TINY_IMAGE, "disc_augment": "ada", "ada_kimg": 1.0, "lr": 1e-3},
         "generate": {"rows": 60},
         "validate": {"min": {"real_accuracy": 0.0}, "max": {"exact_copy_rate": 1.0}},
         "augment": {"mode": "rebalance", "ratio": 1.0, "seeds": 2, "seed": 7},

@@ -16,7 +16,7 @@ import pytest
 import torch
 
 from synthgen.errors import DataError
-from synthgen.reports.figures import sample_grid
+from synthgen.data.images import sample_grid
 from synthgen.validation.images import metrics as image_math
 from synthgen.validation.images import (
     IMAGE_METRICS,

@@ -6,7 +6,7 @@ import pytest
 from synthgen.config import load_params
 from synthgen.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_repo_params_file_is_valid():

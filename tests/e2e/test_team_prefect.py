@@ -1,7 +1,7 @@
 """Schedules and caching on a real Prefect server (``prefect server start`` on loopback).
 
 The server tests are slow (a fresh server migrates its database, each flow run trains):
-``make test-team`` / ``pytest -m slow tests/test_team_prefect.py``. The stamp logic behind
+``make test-team`` / ``pytest -m slow tests/e2e/test_team_prefect.py``. The stamp logic behind
 the cache is checked without a server in the default suite.
 """
 
