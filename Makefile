@@ -14,7 +14,7 @@ export MLFLOW_DISABLE_TELEMETRY=true
 export GX_ANALYTICS_ENABLED=false
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install demo repro test test-slow test-team mlflow-server serve bench clean
+.PHONY: install demo repro test test-unit test-slow test-team mlflow-server serve bench clean
 
 $(BIN)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -33,6 +33,9 @@ repro: install  ## the same pipeline through DVC
 
 test: install  ## default suite (slow tests excluded); pytest's "no tests" exit 5 fails too
 	$(BIN)/python -m pytest
+
+test-unit: install  ## the unit tier alone (seconds): tests/unit
+	$(BIN)/python -m pytest tests/unit
 
 test-slow: install
 	$(BIN)/python -m pytest -m slow

@@ -4,8 +4,9 @@ Reads every module under ``synthgen/`` with :mod:`ast` (nothing is imported), so
 check is fast and sees function-level imports too (``if TYPE_CHECKING:`` blocks are
 skipped: they never run). Rules, each reported with the offending modules:
 
-- no import cycles between modules of ``synthgen/``, nor between its packages (the
-  arrows between ``stages/``, ``synthesizers/``, ``training/`` ... point one way);
+- no import cycles between modules of ``synthgen/``, nor between its packages;
+- each package imports only from the layers below its own (:data:`LAYERS`, the README's
+  "Architecture");
 - ``synthgen/`` imports neither ``prefect`` nor ``dvc``;
 - only ``synthgen/tracking/`` imports ``mlflow``;
 - no module imports a leading-underscore name from another module;
@@ -30,6 +31,17 @@ PACKAGE = "synthgen"
 MAX_LINES = 500
 FORBIDDEN = {"prefect": "synthgen/ imports neither Prefect nor DVC", "dvc": "synthgen/ imports neither Prefect nor DVC"}
 MLFLOW_HOME = "synthgen.tracking"
+#: The layers of the library, top (1) to bottom: a package imports only from higher numbers.
+LAYERS = {
+    "__main__": 0, "cli": 1,
+    "stages": 2, "consume": 2,
+    "reports": 3, "tracking": 3,
+    "validation": 4, "synthesizers": 4,
+    "training": 5, "transformers": 5,
+    "data": 6,
+    "config": 7, "io": 7,
+    "errors": 8, "version": 8,
+}
 
 
 @dataclass
@@ -159,6 +171,16 @@ def violations(root: Path = ROOT) -> list[str]:
     problems = [f"import cycle: {' <-> '.join(c)}" for c in cycles(modules)]
     packages = package_graph({k: v for k, v in modules.items() if k != PACKAGE})  # the root is the facade
     problems += [f"package cycle: {' <-> '.join(c)}" for c in cycles(packages)]
+    for package in sorted(packages.values(), key=lambda p: p.name):
+        short = package.name.removeprefix(PACKAGE + ".")
+        if short not in LAYERS:
+            problems.append(f"{short}: in no layer of scripts/import_graph.py LAYERS (add it there and to the README)")
+            continue
+        for target in sorted(package.imports):
+            below = target.removeprefix(PACKAGE + ".")
+            if below in LAYERS and LAYERS[below] <= LAYERS[short]:
+                problems.append(f"{short} (layer {LAYERS[short]}) imports {below} (layer {LAYERS[below]}): "
+                                "a package imports only from the layers below it")
     for module in modules.values():
         rel = module.path.relative_to(root)
         for top, why in FORBIDDEN.items():
@@ -199,7 +221,7 @@ def main(argv: list[str]) -> int:
     for line in problems:
         print(line)
     if not problems:
-        print(f"import graph ok: {len(scan())} modules, no cycles, no forbidden imports")
+        print(f"import graph ok: {len(scan())} modules, no cycles, layers kept, no forbidden imports")
     return 1 if problems else 0
 
 

@@ -38,6 +38,7 @@ def test_the_check_catches_each_violation(tmp_path):
     _module(tmp_path, "stages/__init__.py", doc + "import mlflow\nfrom synthgen.models import x\n")
     _module(tmp_path, "models/__init__.py", doc + "from synthgen.stages import y\n")  # a package cycle only
     _module(tmp_path, "tracking/__init__.py", doc + "import mlflow\n")  # allowed here
+    _module(tmp_path, "data/__init__.py", doc + "from synthgen.tracking import z\n")  # upwards: a layer breach
     _module(tmp_path, "big.py", doc + "x = 1\n" * 501)
     _module(tmp_path, "bare.py", "x = 1\n")
     _module(tmp_path, "typing_only.py", doc + "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n"
@@ -48,4 +49,5 @@ def test_the_check_catches_each_violation(tmp_path):
     assert "flows.py: imports prefect" in problems and "flows.py: imports dvc" in problems
     assert "stages/__init__.py: imports mlflow" in problems and "tracking/__init__.py" not in problems
     assert "imports the private name synthgen.a._hidden" in problems and "typing_only.py" not in problems
+    assert "data (layer 6) imports tracking (layer 3)" in problems
     assert "big.py: 502 lines" in problems and "bare.py: no opening docstring" in problems
