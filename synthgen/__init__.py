@@ -3,7 +3,7 @@
 Public API::
 
     import synthgen
-    model = synthgen.load("outputs/demo/model")
+    model = synthgen.load("outputs/demo/model")  # refused unless the run's verdict passed
     frame = model.sample(100, conditions={"species": "Adelie"}, seed=0)
     dataset = synthgen.load_dataset("outputs/demo/published")  # .data, .manifest, .datasheet
 
@@ -22,11 +22,25 @@ if TYPE_CHECKING:
     from synthgen.synthesizers.base import Synthesizer
 
 
-def load(directory: Any) -> Synthesizer:
-    """Load a fitted synthesizer from a model directory written by ``save``."""
-    from synthgen.synthesizers import load as load_model
+def load(directory: Any, allow_unvalidated: bool = False) -> Synthesizer:
+    """Load a fitted synthesizer from a model directory, if its synthetic data passed the trust gate.
 
-    return load_model(directory)
+    ``directory`` is a run's ``model/`` (its verdict is the run's ``manifest.json`` beside
+    it, whose ``model_hash`` must match the directory) or a downloaded pyfunc model (its
+    logged ``verdict.json``). A model whose verdict failed or was never recorded is refused
+    unless ``allow_unvalidated=True`` (default ``False``), which loads it with a warning.
+    An MLflow URI (``models:/NAME@ALIAS``, with ``MLFLOW_TRACKING_URI`` set) is gated the
+    same way (see :func:`synthgen.consume.open_model`). The pipeline's own stages load
+    through :func:`synthgen.synthesizers.load`, ungated.
+
+    Raises:
+        ModelError: not a model directory, or a failed / missing verdict (names the
+            failed checks, or says it was never validated).
+    """
+    from synthgen.consume import open_model
+    from synthgen.tracking.gate import API_HINT
+
+    return open_model(directory, allow_unvalidated=allow_unvalidated, hint=API_HINT)
 
 
 def load_dataset(path: Any, allow_failed: bool = False) -> SyntheticDataset:

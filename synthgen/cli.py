@@ -2,6 +2,7 @@
 
 ``synthgen run`` runs the whole pipeline; ``ingest``, ``train``, ``generate`` and
 ``validate`` are the stages that ``dvc.yaml`` calls, as is ``augment`` (after train).
+``upgrade-model`` converts a model directory saved by an older synthgen (pickles), once.
 Exit codes: 0 success, 1 the validation verdict failed its thresholds, 2 bad input or
 config (one line on stderr naming the file, column or key at fault).
 """
@@ -158,16 +159,46 @@ def augment(params_file: str, overrides: tuple[str, ...]) -> None:
               help="Every row meets it: species=Adelie, bill_depth_mm=15..18 (repeatable); images: label=CLASS.")
 @click.option("--seed", type=int, default=None, help="Seed of the draw (default: fresh randomness).")
 @click.option("--out", required=True, type=click.Path(),
-              help="Output file, .csv or .parquet; for an image generator a new directory (PNGs + labels.csv).")
+              help="Output file, .csv or .parquet; for an image generator a new directory (PNGs + labels.csv), "
+                   "or one synthgen wrote before.")
 @click.option("--tracking-uri", default=None, envvar="MLFLOW_TRACKING_URI", show_envvar=True,
               help="MLflow store for models:/ and runs:/ URIs.")
+@click.option("--allow-unvalidated", is_flag=True,
+              help="Sample a generator whose synthetic data failed the trust gate or was never validated "
+                   "(default: refuse it, exit 2).")
 def sample(model_ref: str, rows: int, where: tuple[str, ...], seed: int | None, out: str,
-           tracking_uri: str | None) -> None:
-    """Draw synthetic rows from a trained generator into a CSV or Parquet file (images: a folder)."""
+           tracking_uri: str | None, allow_unvalidated: bool) -> None:
+    """Draw synthetic rows from a trained generator into a CSV or Parquet file (images: a folder).
+
+    Only a generator whose synthetic data passed the trust gate is sampled unless
+    --allow-unvalidated; an existing --out is replaced only when it is a regular file or a
+    folder synthgen wrote.
+    """
     from synthgen.consume import sample_to_file
 
-    frame = _guarded(lambda: sample_to_file(model_ref, rows, out, where=where, seed=seed, tracking_uri=tracking_uri))
+    frame = _guarded(lambda: sample_to_file(model_ref, rows, out, where=where, seed=seed, tracking_uri=tracking_uri,
+                                            allow_unvalidated=allow_unvalidated))
     click.echo(f"sample: {len(frame)} {'images' if 'file' in frame.columns else 'rows'} -> {out}")
+
+
+@cli.command(name="upgrade-model")
+@click.option("--model", "model_dir", required=True, type=click.Path(file_okay=False),
+              help="A model directory saved by an older synthgen (pickled files).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Write the converted model to this new directory (default: replace --model in place, atomically).")
+def upgrade_model(model_dir: str, out: str | None) -> None:
+    """Convert a model saved by an older synthgen (pickles) to the safe format, once.
+
+    Reading the old pickles runs whatever code they hold: run this only on a model you
+    trust. The converted model loads without running code from it.
+    """
+    from synthgen.synthesizers.legacy import is_legacy, upgrade_model as upgrade
+
+    legacy, target = _guarded(lambda: (is_legacy(model_dir), upgrade(model_dir, out)))
+    if legacy:
+        click.echo(f"upgrade-model: {model_dir} -> {target} (safe format: loading it runs no code from it)")
+    else:
+        click.echo(f"upgrade-model: {model_dir} is already in the safe format" + (f"; copied to {target}" if out else ""))
 
 
 def main() -> None:

@@ -42,9 +42,12 @@ class DataConfig(_Section):
     holdout: float = Field(0.2, gt=0.0, lt=0.9)  # share of rows never trained on
     seed: int = 0  # seed of the train/holdout split
     encoding: str = "utf-8"  # CSV text encoding
-    id_columns: list[str] = []  # columns excluded from modelling, regenerated as fresh ids
+    id_columns: list[str] = []  # not modelled, regenerated as fresh ids; surrogate keys replace them at ingest
     columns: dict[str, ColumnKind] = {}  # overrides of inferred column kinds
     max_categories: int = Field(500, ge=2)  # rarer levels are pooled while training
+    # min_level_count: categorical levels seen fewer times than this (default 10) in the train split
+    # are pooled into one level "__rare__" at ingest, before schema, model, MLflow or reports see them; 1: off
+    min_level_count: int = Field(10, ge=1)
     public_bounds: bool = True  # category sets and ranges are treated as public (see privacy)
     # kind: image only (see synthgen/data/images.py)
     image_size: int = 32  # every image is resized to image_size x image_size (a power of two, 8-256)
@@ -182,7 +185,10 @@ class ValidateConfig(_Section):
     median_tolerance: float = Field(0.4, ge=0)  # synthetic median within this many real std
     frequency_kl: float = Field(0.1, gt=0)  # KL(real || synthetic) of category frequencies, nats
     sensitive: list[str] = []  # columns scored for attribute-inference risk (attribute_risk_<col>)
-    privacy_filter: float | None = Field(None, ge=0, le=1)  # drop synthetic rows with DCR to train below this
+    # privacy_filter: drop synthetic rows whose DCR to the real train rows is below this; default null (off).
+    # Refused together with privacy.epsilon (ConfigError on load): it reads real rows after the DP fit,
+    # so the data it keeps would no longer be covered by the DP guarantee.
+    privacy_filter: float | None = Field(None, ge=0, le=1)
 
 
 class AugmentConfig(_Section):
@@ -210,7 +216,7 @@ class TrackingConfig(_Section):
     uri: str | None = "sqlite:///mlflow.db"  # null disables tracking
     experiment: str = "synthgen"
     registered_model: str | None = None  # registry name of the pyfunc generator; null (or uri null): not logged as a model
-    model_alias: str = "candidate"  # alias the train stage sets on each new version
+    model_alias: str = "candidate"  # alias the validate stage sets on each new version (registered with its verdict)
     champion_alias: str | None = "champion"  # alias validate moves to a version whose verdict passed; null: never
     parent_run: str | None = None  # MLflow run id this pipeline's run nests under (set by sweeps); null: top level
 

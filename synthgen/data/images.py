@@ -28,7 +28,8 @@ Errors (:class:`~synthgen.errors.DataError`, naming the file or folder): a path 
 not exist; a file that cannot be decoded (corrupt or truncated) - it is never skipped
 silently; an empty class folder; a folder that mixes loose images with class folders; no
 images at all; an ``.npz`` without ``images``, with a bad shape or dtype, or with
-labels of another length.
+labels of another length; a class name that is not a plain name (see
+:func:`check_class_names`: class names become folder names when images are written).
 
 The split (:func:`split_images`) is stratified by class and seeded: each class with at
 least two images gives ``round(n * holdout)`` of them (at least 1, at most ``n - 1``)
@@ -43,6 +44,7 @@ import io
 import json
 import logging
 import math
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +61,48 @@ log = logging.getLogger(__name__)
 
 EXTENSIONS = (".png", ".jpg", ".jpeg")
 _GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
+MAX_CLASS_NAME = 100  # longest class name, in characters (and at most 255 bytes as UTF-8)
+
+
+def check_class_names(classes: Sequence[str], where: str) -> None:
+    """Check that every class name is a plain name, safe as one folder name.
+
+    Class names become directories when images are written (``<dir>/<class>/00001.png``),
+    so each must be a plain name: a non-empty string of at most :data:`MAX_CLASS_NAME`
+    characters (255 bytes as UTF-8) with no path separator (``/``, ``\\``), no drive
+    colon (``:``), no NUL or other control character, not ``.`` or ``..``, not starting
+    with ``.`` (hidden folders are skipped when a folder is read back) and not an absolute
+    path; and no two names may be equal ignoring case (they would share one folder on
+    case-insensitive file systems).
+
+    Args:
+        classes: the class names.
+        where: the file, folder or model the names come from (prefixes the message).
+
+    Raises:
+        DataError: naming ``where`` and the offending class.
+    """
+    seen: dict[str, str] = {}
+    for name in classes:
+        if not isinstance(name, str) or not name:
+            problem = "is empty" if name == "" else "is not a string"
+        elif len(name) > MAX_CLASS_NAME or len(name.encode("utf-8", "surrogatepass")) > 255:
+            problem = f"is longer than {MAX_CLASS_NAME} characters or 255 bytes"
+        elif any(unicodedata.category(ch) == "Cc" for ch in name):
+            problem = "holds a NUL or control character"
+        elif any(sep in name for sep in ("/", "\\", ":")):
+            problem = "holds a path separator or drive colon (/, \\ or :)"
+        elif name.startswith("."):
+            problem = "is '.', '..' or starts with '.'"
+        elif name.strip() != name:
+            problem = "starts or ends with white space"
+        elif name.casefold() in seen:
+            problem = f"repeats class {seen[name.casefold()]!r} (names must differ ignoring case)"
+        else:
+            seen[name.casefold()] = name
+            continue
+        raise DataError(f"{where}: class name {name!r} {problem}; class names become folder names, "
+                        "so each must be a plain name")
 
 
 @dataclass
@@ -176,6 +220,7 @@ def _read_folder(root: Path, size: int, channels: int | None) -> ImageSet:
         raise DataError(f"{root}: holds both images ({loose[0].name}) and class folders "
                         f"({subdirs[0].name}); put every image in a class folder")
     groups = [(p.name, _image_files(p)) for p in subdirs] if subdirs else [(root.name, loose)]
+    check_class_names([name for name, _ in groups], str(root))
     for name, files in groups:
         if not files:
             folder = root / name if subdirs else root
@@ -218,6 +263,8 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, classes: list[st
         names = classes or [str(v) for v in values]
         if len(names) != len(values):
             raise DataError(f"{where}: {len(names)} class names for {len(values)} distinct labels")
+    names = [str(n) for n in names]
+    check_class_names(names, where)
     in_channels = images.shape[-1]
     if channels is None:
         channels = 1 if in_channels == 1 else 3
@@ -226,7 +273,7 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, classes: list[st
     for i, arr in enumerate(images):
         img = Image.fromarray(arr[..., 0] if in_channels == 1 else arr, mode=mode)
         out[i] = _to_array(_square(img, size), channels)
-    return ImageSet(out, labels.astype(np.int64), [str(n) for n in names])
+    return ImageSet(out, labels.astype(np.int64), names)
 
 
 def read_images(path: str | Path, image_size: int = 32, channels: int | None = None) -> ImageSet:
@@ -316,9 +363,22 @@ def write_image_folder(directory: str | Path, images: np.ndarray, labels: np.nda
 
     The directory is replaced atomically. Returns one ``{"file", "label", "class"}`` row
     per image, in input order.
+
+    Raises:
+        DataError: a class name that is not a plain name (:func:`check_class_names`; checked
+            again here, whatever the names came from: a schema, a saved model), or a label
+            that is not an index into ``classes``; nothing is written then.
     """
     from PIL import Image
 
+    check_class_names(list(classes), str(directory))
+    labels = np.asarray(labels)
+    if len(labels) != len(images):
+        raise DataError(f"{directory}: {len(labels)} labels for {len(images)} images")
+    if len(labels) and (not np.issubdtype(labels.dtype, np.integer) or labels.min() < 0
+                        or labels.max() >= len(classes)):
+        raise DataError(f"{directory}: labels must be class indices 0..{len(classes) - 1}, "
+                        f"got {labels.dtype} values in [{labels.min()}, {labels.max()}]")
     rows: list[dict[str, Any]] = []
     counters = [0] * len(classes)
     with atomic_path(directory) as tmp:

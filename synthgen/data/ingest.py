@@ -2,6 +2,21 @@
 
 The holdout (``data.holdout``, default 20%, seeded by ``data.seed``) is never trained
 on: validation, utility and privacy checks compare against it.
+
+Two rules keep real values that could identify someone out of everything a run writes
+(the splits, the schema, the model, MLflow, the expectation suite, the reports):
+
+* Id columns (declared in ``data.id_columns`` or inferred, see
+  :mod:`synthgen.data.schema`) have their values replaced by surrogate keys before the
+  split: equal values get equal keys, numbered in order of first appearance
+  (``id-00000001``, ...; ``1, 2, ...`` for integer columns); missing values stay missing.
+* Categorical levels seen fewer than ``data.min_level_count`` (default 10) times in the
+  train split are pooled into one level, :data:`RARE_LEVEL` (``"__rare__"``), in both
+  splits before the schema's levels are taken; holdout values that are not a kept train
+  level are pooled too. Exempt: booleans and the ``data.target`` column (its classes are
+  the labels that stratification, utility and augment name). An inferred integer
+  category with rare levels is modelled as an integer instead; one declared
+  ``categorical`` in ``data.columns`` is turned into text and pooled.
 """
 
 from __future__ import annotations
@@ -13,13 +28,14 @@ import numpy as np
 import pandas as pd
 
 from synthgen.config import DataConfig
-from synthgen.data.schema import TableSchema, conform, infer_schema, restrict
+from synthgen.data.schema import ColumnSpec, TableSchema, conform, infer_schema, restrict
 from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
 MIN_ROWS = 10  # fewer rows cannot be split into a train set and a holdout
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+RARE_LEVEL = "__rare__"  # the one level rare categorical levels are pooled into
 
 
 def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
@@ -79,11 +95,87 @@ def split_holdout(
     return table[~mask].reset_index(drop=True), table[mask].reset_index(drop=True)
 
 
-def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
-    """Read ``cfg.path``, infer the schema (with params overrides), split train/holdout.
+def surrogate_keys(values: pd.Series) -> pd.Series:
+    """Equal values -> equal fresh keys, numbered 1, 2, ... in order of first appearance.
+
+    Integer columns get integers (``Int64`` when values are missing); others get
+    ``"id-00000001"``-style strings. Missing values stay missing.
+    """
+    codes, _ = pd.factorize(values, use_na_sentinel=True)
+    present = codes >= 0
+    if pd.api.types.is_integer_dtype(values) or (
+        pd.api.types.is_float_dtype(values) and bool(np.all(np.mod(values.dropna(), 1) == 0))
+    ):
+        keys = pd.Series(codes + 1, index=values.index, dtype="int64")
+        return keys if present.all() else keys.astype("Int64").where(present)
+    return pd.Series([f"id-{c + 1:08d}" if c >= 0 else None for c in codes], index=values.index, dtype=object)
+
+
+def _as_text(values: pd.Series) -> pd.Series:
+    """Numbers as text levels (whole numbers without a decimal point); missing stays missing."""
+    def text(v: object) -> object:
+        if isinstance(v, (float, np.floating)) and float(v).is_integer():
+            return str(int(v))
+        return str(v)
+
+    return values.astype(object).map(text, na_action="ignore")
+
+
+def _pool(values: pd.Series, kept: set) -> pd.Series:
+    values = values.astype(object)
+    return values.where(values.isna() | values.isin(kept), RARE_LEVEL)
+
+
+def pool_rare_levels(
+    schema: TableSchema, train: pd.DataFrame, holdout: pd.DataFrame, min_count: int,
+    declared: set[str] | frozenset[str] = frozenset(),
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Pool categorical levels seen fewer than ``min_count`` times in ``train`` into
+    :data:`RARE_LEVEL`, in ``train`` and ``holdout`` (a holdout value not kept in train is
+    pooled too). Booleans and ``schema.target`` are exempt. A numeric category with rare
+    levels becomes kind ``integer`` (its spec is changed in place) unless its name is in
+    ``declared`` (a ``data.columns`` override), in which case it is pooled as text.
 
     Returns:
-        (schema, train, holdout), the frames already typed as the schema says.
+        The new (train, holdout) frames; the inputs are not modified.
+    """
+    train, holdout = train.copy(), holdout.copy()
+    for spec in schema.columns:
+        if spec.kind != "categorical" or spec.name == schema.target:
+            continue
+        name = spec.name
+        counts = train[name].value_counts(dropna=True)
+        n_rare = int((counts < min_count).sum())
+        if not n_rare:
+            continue
+        if pd.api.types.is_numeric_dtype(train[name]):
+            if name not in declared:
+                _note(spec, f"{n_rare} levels seen fewer than {min_count} times; modelled as integer")
+                spec.kind = "integer"
+                log.info("column %r: %d levels seen fewer than %d times (data.min_level_count); "
+                         "modelled as an integer, not a category", name, n_rare, min_count)
+                continue
+            train[name], holdout[name] = _as_text(train[name]), _as_text(holdout[name])
+            counts = train[name].value_counts(dropna=True)
+        kept = set(counts.index[counts >= min_count])
+        train[name], holdout[name] = _pool(train[name], kept), _pool(holdout[name], kept)
+        _note(spec, f"{n_rare} levels seen fewer than {min_count} times pooled into {RARE_LEVEL!r}")
+        log.info("column %r: %d levels seen fewer than %d times in the train split pooled into %r "
+                 "(data.min_level_count)", name, n_rare, min_count, RARE_LEVEL)
+    return train, holdout
+
+
+def _note(spec: ColumnSpec, text: str) -> None:
+    spec.note = f"{spec.note}; {text}" if spec.note else text
+
+
+def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
+    """Read ``cfg.path``, infer the schema (with params overrides), replace id values by
+    surrogate keys, split train/holdout and pool rare levels (see the module docstring).
+
+    Returns:
+        (schema, train, holdout), the frames already typed as the schema says; the
+        schema's statistics and levels come from the (pooled) train split only.
     """
     table = read_table(cfg.path, cfg.encoding)
     if len(table) < MIN_ROWS:
@@ -97,6 +189,22 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
     )
     if not any(c.modelled for c in schema.columns):
         raise DataError(f"{cfg.path}: no column can be modelled (all are ids or constants)")
+    if cfg.target is not None and schema[cfg.target].kind in ("id", "constant"):
+        raise ConfigError(
+            f"data.target: column {cfg.target!r} is {schema[cfg.target].kind} ({schema[cfg.target].note}); "
+            "it cannot be a target"
+        )
+    table = conform(table, schema)
+    for col in schema.columns:
+        if col.kind == "id":
+            table[col.name] = surrogate_keys(table[col.name])
+            if col.name not in cfg.id_columns and col.name not in cfg.columns:
+                log.info("column %r is kind id (%s): not modelled, regenerated as fresh ids; "
+                         "set data.columns to model it", col.name, col.note)
+    train, holdout = split_holdout(table, cfg.holdout, cfg.seed, cfg.target)
+    declared = {name for name, kind in cfg.columns.items() if kind == "categorical"}
+    train, holdout = pool_rare_levels(schema, train, holdout, cfg.min_level_count, declared)
+    schema = restrict(schema, train)
     for col in schema.columns:
         if col.discrete and col.categories and len(col.categories) >= cfg.max_categories:
             log.warning(
@@ -104,10 +212,5 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
                 "(data.max_categories)",
                 col.name, len(col.categories), cfg.max_categories - 1,
             )
-    if cfg.target is not None and schema[cfg.target].kind in ("id", "constant"):
-        raise ConfigError(f"data.target: column {cfg.target!r} is {schema[cfg.target].kind}; it cannot be a target")
-    table = conform(table, schema)
-    train, holdout = split_holdout(table, cfg.holdout, cfg.seed, cfg.target)
-    schema = restrict(schema, train)
     schema.extra["n_train"], schema.extra["n_holdout"] = len(train), len(holdout)
     return schema, train, holdout

@@ -6,8 +6,20 @@ Column kinds:
     categorical a finite set of levels (strings, or numbers with few distinct values).
     boolean     True/False, modelled as a two-level category.
     datetime    timestamps, modelled as seconds since the epoch.
-    id          unique keys: excluded from modelling, regenerated as fresh ids.
+    id          keys and other identifier-like text: excluded from modelling,
+                regenerated as fresh ids (see below).
     constant    one value in every row (or all missing): not modelled, refilled.
+
+Identifier-like text is never modelled as a category, because every level of a category
+is written into the schema, the model, MLflow and the expectation suite. A text column
+(at least ``MIN_ID_VALUES`` = 20 non-missing values) is kind ``id`` when more than
+``ID_UNIQUE_SHARE`` = 0.5 of its non-missing values are distinct (e-mails, names,
+account numbers, even with a few duplicates), or when it is free text: the median value
+is at least ``FREE_TEXT_CHARS`` = 40 characters long. An integer column is ``id`` when
+it is unique, has no missing values, more than 20 rows and a key-like name (``id``,
+``uuid``, ``key``, ``*_id``). ``data.columns`` overrides either rule. Rare levels of the
+categories that remain are pooled at ingest (:mod:`synthgen.data.ingest`,
+``data.min_level_count``).
 """
 
 from __future__ import annotations
@@ -28,6 +40,9 @@ log = logging.getLogger(__name__)
 MODELLED_KINDS = ("continuous", "integer", "categorical", "boolean", "datetime")
 _LOW_CARDINALITY_INT = 10  # integers with at most this many levels are categories
 _ID_NAMES = ("id", "uuid", "key")
+ID_UNIQUE_SHARE = 0.5  # text with a larger share of distinct non-missing values is an identifier
+FREE_TEXT_CHARS = 40  # text whose median value is at least this long is free text (kind id)
+MIN_ID_VALUES = 20  # the two rules above need at least this many non-missing values
 
 
 @dataclass
@@ -163,8 +178,9 @@ def _infer_kind(name: str, values: pd.Series, n: int) -> tuple[str, str]:
         return "boolean", "text true/false"
     if _looks_like_datetime(values):
         return "datetime", "parsed from text"
-    if n > 20 and n_unique == len(present) and n_unique > 0.9 * n:
-        return "id", "unique text key"
+    id_note = _identifier_like(present, n_unique)
+    if id_note:
+        return "id", id_note
     numeric = pd.to_numeric(present, errors="coerce")
     n_num = int(numeric.notna().sum())
     if 0 < n_num < len(present):
@@ -172,6 +188,20 @@ def _infer_kind(name: str, values: pd.Series, n: int) -> tuple[str, str]:
         log.warning("column %r: %s", name, note)
         return "categorical", note
     return "categorical", ""
+
+
+def _identifier_like(present: pd.Series, n_unique: int) -> str:
+    """Why a text column's non-missing values look like identifiers or free text ("" if not)."""
+    if len(present) < MIN_ID_VALUES:
+        return ""
+    share = n_unique / len(present)
+    if share > ID_UNIQUE_SHARE:
+        what = "unique text key" if n_unique == len(present) else "identifier-like text"
+        return f"{what}: {share:.1%} of values distinct (above {ID_UNIQUE_SHARE:.0%})"
+    length = float(present.astype(str).str.len().median())
+    if length >= FREE_TEXT_CHARS:
+        return f"free text: median length {length:.0f} characters (at least {FREE_TEXT_CHARS})"
+    return ""
 
 
 def coerce_column(values: pd.Series, spec: ColumnSpec) -> pd.Series:

@@ -57,11 +57,52 @@ def _privacy_lines(manifest: dict[str, Any]) -> tuple[list[str], bool]:
         return ["**No differential privacy.** The model was trained on the real rows without a formal "
                 "privacy guarantee; the privacy figures below are measurements on this draw, not a bound."], False
     spent = privacy.get("epsilon_spent")
-    lines = [f"**Differential privacy (DP-SGD on the critic):** epsilon budget {_fmt(epsilon)}, "
-             f"spent {_fmt(spent)}, delta {_fmt(privacy.get('delta'))}."]
-    lines.append("Declared public and not protected by the budget: category sets, numeric ranges and the "
-                 "row count; the choice of the most frequent levels of wide categorical columns.")
-    return lines, True
+    ledger = privacy.get("privacy_ledger")
+    if not ledger:  # a model saved before the ledger existed
+        return [f"**Differential privacy (DP-SGD on the critic):** epsilon budget {_fmt(epsilon)}, "
+                f"spent {_fmt(spent)}, delta {_fmt(privacy.get('delta'))}.",
+                "Declared public and not protected by the budget: category sets, numeric ranges and the "
+                "row count; the choice of the most frequent levels of wide categorical columns."], True
+    return _ledger_lines(ledger), True
+
+
+def _ledger_lines(ledger: dict[str, Any]) -> list[str]:
+    """The privacy ledger (see ``synthgen.training.dp.CriticPrivacy.ledger``) as Markdown:
+    the releases with their share of epsilon and the total, the public items by column,
+    what is not covered and why the run is not bit-reproducible."""
+    budget, total = ledger.get("epsilon"), ledger.get("epsilon_spent")
+    lines = [f"**Differential privacy:** epsilon {_fmt(total)} spent of a budget of {_fmt(budget)}, "
+             f"delta {_fmt(ledger.get('delta'))}, {ledger.get('accountant', '?')} accountant; protected unit: "
+             f"{ledger.get('unit', 'one row')}. Every release of the real rows is charged to that budget:", "",
+             "| release | mechanism | noise | share of ε | what |", "| --- | --- | --- | --- | --- |"]
+    for r in ledger.get("releases", []):
+        noise = f"noise multiplier {_fmt(r.get('noise_multiplier'))} (σ {_fmt(r.get('sigma'))})"
+        if r.get("steps") is not None:
+            noise += f", sample rate {_fmt(r.get('sample_rate'))}, {r['steps']} steps"
+        share = f"{_fmt(r.get('epsilon_share'))} ({(r.get('share_of_budget') or 0):.0%} of the budget)"
+        lines.append(f"| {_cell(r.get('name'))} | {_cell(r.get('mechanism'))} | {noise} | {share} | {_cell(r.get('what'))} |")
+    lines += [f"| **total** | composed by the {ledger.get('accountant', '?')} accountant | δ {_fmt(ledger.get('delta'))} | "
+              f"**{_fmt(total)}** of {_fmt(budget)} | the shares add up to the total (each is the increase of "
+              "the composed ε when its release was added) |", ""]
+    public = ledger.get("public", [])
+    if public:
+        lines.append("Declared public (`data.public_bounds: true`), read from the schema and not protected by the budget:")
+        for item in public:
+            what = item.get("what", "?")
+            detail = item.get("detail")
+            if what == "bounds" and item.get("value"):
+                detail = f"{_fmt(item['value'][0])} .. {_fmt(item['value'][1])}"
+            name = f"`{item['column']}`" if item.get("column") is not None else "the table"
+            lines.append(f"- {name}: {what}" + (f" ({detail})" if detail else "")
+                         + (f" = {item['value']}" if what == "row count" else ""))
+        lines.append("")
+    if ledger.get("not_covered"):
+        lines.append("Not covered by the guarantee:")
+        lines += [f"- {sentence}" for sentence in ledger["not_covered"]]
+        lines.append("")
+    if ledger.get("reproducible") is False:
+        lines.append(f"**Not bit-reproducible**, because {ledger.get('not_reproducible_because', 'the noise is secret')}.")
+    return lines
 
 
 def render_datasheet(
@@ -144,6 +185,8 @@ def render_datasheet(
             "figures above measure (column shapes, pairwise trends, a classifier's view); rare categories, "
             "tails and higher-order interactions are reproduced less faithfully, and every figure is an "
             "estimate with sampling noise.",
+            "- Missing values are modelled with the other columns (a missing level or flag per column, its "
+            "frequency from the noisy counts)." if dp else
             "- Missing values are re-inserted independently per column at each column's training rate: "
             "which columns are missing *together* is not preserved.",
             "- Columns of kind `id` are fresh keys and `constant` columns are refilled; neither links to real rows."]

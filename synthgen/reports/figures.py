@@ -68,3 +68,17 @@ def html_table(rows: list[list[Any]], header: list[str]) -> str:
     head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>" for row in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def public_note(comparison: str) -> str:
+    """The public reports' sentence saying where the real-vs-synthetic ``comparison`` is.
+
+    ``comparison`` names what the full report shows and this one leaves out, e.g.
+    ``"the real train images"``; the sentence points to ``report.html`` in the run directory.
+    """
+    return (
+        "<p class='note'>This report is built from the synthetic data and the validation figures "
+        "only: it shows no real record. The real-vs-synthetic comparison "
+        f"({html.escape(comparison)}) is in <code>report.html</code> in the run directory, "
+        "for the data owner.</p>"
+    )

@@ -1,5 +1,12 @@
-"""The image trust report: a self-contained HTML page with the verdict, its checks, the
-metrics section of :mod:`synthgen.validation.images`, sample grids and the loss curves."""
+"""The image trust reports: self-contained HTML pages with the verdict, its checks, the
+metrics section of :mod:`synthgen.validation.images`, sample grids and the loss curves.
+
+* :func:`build_image_report` - the full report (``report.html`` in the run directory), for
+  the data owner: it also shows a grid of the real train images.
+* :func:`build_public_image_report` - the public report (``published/report.html``): the
+  same page without any real image (it takes no real image argument); it says where the
+  real-vs-synthetic comparison is.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +16,22 @@ from typing import Any
 
 import pandas as pd
 
-def build_image_report(report: dict[str, Any], grid_png: bytes, real_png: bytes,
-                       losses: pd.DataFrame | None, manifest: dict[str, Any]) -> str:
-    """A self-contained HTML trust report: verdict, checks, metrics, sample grids, losses."""
-    from synthgen.validation.images import image_report_html_section
+from synthgen.reports.figures import loss_figure, png, public_note
 
-    def img(data: bytes, alt: str) -> str:
-        return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+def _img(data: bytes, alt: str) -> str:
+    return f'<img alt="{alt}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+
+
+def _head(report: dict[str, Any], grid_png: bytes, manifest: dict[str, Any]) -> list[str]:
+    """Title, verdict, run facts, checks, and the metrics with the synthetic sample grid."""
+    from synthgen.validation.images import image_report_html_section
 
     checks = "".join(
         f"<tr><td>{html.escape(c['name'])}</td><td>{c['kind']}</td><td>{c['threshold']:.4g}</td>"
         f"<td>{'–' if c['value'] is None else format(c['value'], '.4g')}</td>"
         f"<td>{'pass' if c['passed'] else 'FAIL'}</td></tr>" for c in report["checks"])
-    parts = [
+    return [
         "<!doctype html><html><head><meta charset='utf-8'><title>synthgen image report</title>",
         "<style>body{font-family:sans-serif;max-width:60em;margin:2em auto}td,th{padding:2px 8px;"
         "border-bottom:1px solid #ddd;text-align:left}img{image-rendering:pixelated;margin:4px}</style></head><body>",
@@ -32,15 +42,38 @@ def build_image_report(report: dict[str, Any], grid_png: bytes, real_png: bytes,
         "<h2>Checks</h2><table><tr><th>metric</th><th>kind</th><th>threshold</th><th>value</th><th></th></tr>",
         checks or "<tr><td colspan=5>no thresholds set</td></tr>", "</table>",
         image_report_html_section(report, grid_png),
-        "<h2>Real train images</h2>", img(real_png, "real grid"),
     ]
-    if losses is not None and not losses.empty:
-        from synthgen.reports.figures import loss_figure, png
 
-        parts += ["<h2>Training</h2>",
-                  f'<img alt="losses" src="data:image/png;base64,{png(loss_figure(losses))}">']
-        if "ada_p" in losses:
-            last = losses.iloc[-1]
-            parts.append(f"<p>ADA at the last epoch: p = {last['ada_p']:.3f}, r_t = {last.get('ada_rt', float('nan')):.3f}</p>")
-    parts.append("</body></html>")
+
+def _training(losses: pd.DataFrame | None) -> list[str]:
+    """The loss curves and the last ADA probability, when there are losses."""
+    if losses is None or losses.empty:
+        return []
+    parts = ["<h2>Training</h2>", f'<img alt="losses" src="data:image/png;base64,{png(loss_figure(losses))}">']
+    if "ada_p" in losses:
+        last = losses.iloc[-1]
+        parts.append(f"<p>ADA at the last epoch: p = {last['ada_p']:.3f}, r_t = {last.get('ada_rt', float('nan')):.3f}</p>")
+    return parts
+
+
+def build_image_report(report: dict[str, Any], grid_png: bytes, real_png: bytes,
+                       losses: pd.DataFrame | None, manifest: dict[str, Any]) -> str:
+    """The full HTML trust report for the data owner: verdict, checks, metrics, the synthetic
+    sample grid, a grid of the real train images (``real_png``), losses.
+
+    It shows real images, so it stays in the run directory; ``published/`` gets
+    :func:`build_public_image_report` instead.
+    """
+    parts = [*_head(report, grid_png, manifest), "<h2>Real train images</h2>", _img(real_png, "real grid"),
+             *_training(losses), "</body></html>"]
+    return "\n".join(parts)
+
+
+def build_public_image_report(report: dict[str, Any], grid_png: bytes, losses: pd.DataFrame | None,
+                              manifest: dict[str, Any]) -> str:
+    """The public HTML trust report, built from no real image (it takes none): verdict,
+    checks, metrics with the synthetic sample grid (``grid_png``), losses, and a sentence
+    saying the real train images are in the run directory's ``report.html``."""
+    parts = [*_head(report, grid_png, manifest), public_note("the grid of real train images"),
+             *_training(losses), "</body></html>"]
     return "\n".join(parts)

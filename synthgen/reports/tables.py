@@ -1,9 +1,15 @@
-"""Plots people would rather look at than read, and the self-contained HTML trust report.
+"""Plots people would rather look at than read, and the self-contained HTML trust reports.
 
-The report (``report.html``) holds every figure as an embedded PNG, so it opens
-anywhere without the run's other files: the verdict and its checks, per-column
-real-vs-synthetic distributions, the pair-trend difference heatmap, the loss curves,
-epsilon spent, and the privacy figures.
+Two reports per run, each holding every figure as an embedded PNG so it opens anywhere
+without the run's other files:
+
+* :func:`build_report` - the full report (``report.html`` in the run directory), for the
+  data owner: the verdict and its checks, per-column real-vs-synthetic distributions, the
+  pair-trend difference heatmap, the loss curves, epsilon spent, the privacy figures.
+* :func:`build_public_report` - the public report (``published/report.html``), built from
+  no real row: the same verdict, checks, metrics and loss curves, and per-column
+  distributions of the synthetic data only. It takes no real data argument, so nothing
+  of the real table can reach it.
 """
 
 from __future__ import annotations
@@ -15,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.data.schema import TableSchema
-from synthgen.reports.figures import html_table, loss_figure, png, pyplot
+from synthgen.reports.figures import html_table, loss_figure, png, public_note, pyplot
 
 _REAL, _SYN = "#4C72B0", "#DD8452"
 _PRIVACY_PREFIXES = ("exact_copy", "dcr", "nndr", "mia", "attribute_risk", "epsilon")
@@ -68,29 +74,32 @@ def _pair_heatmap(columns: list[str], pairs: dict[str, float | None]):
     return fig
 
 
-def build_report(
-    real: pd.DataFrame,
-    synthetic: pd.DataFrame,
-    schema: TableSchema,
-    validation: dict[str, Any],
-    losses: pd.DataFrame | None = None,
-    title: str = "synthgen trust report",
-) -> str:
-    """The HTML trust report as a string (every figure embedded).
+def _synthetic_figure(synthetic: pd.Series, kind: str):
+    """One column of the synthetic table alone: level shares (its 15 most frequent levels)
+    or a 30-bin density histogram; bins and levels come from the synthetic values."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(4, 2.6), dpi=90)
+    if kind in ("categorical", "boolean"):
+        freq = synthetic.astype(str).value_counts(normalize=True).iloc[:15]
+        x = np.arange(len(freq))
+        ax.bar(x, freq.to_numpy(), 0.6, label="synthetic", color=_SYN)
+        ax.set_xticks(x, [lvl[:12] for lvl in freq.index], rotation=45, ha="right", fontsize=7)
+        ax.set_ylabel("share")
+    else:
+        values = synthetic.dropna()
+        values = values.astype("int64") / 1e9 if kind == "datetime" else values.astype(float)
+        ax.hist(values, bins=30, density=True, alpha=0.8, label="synthetic", color=_SYN)
+        ax.set_ylabel("density")
+    ax.set_title(f"{synthetic.name} (synthetic)", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
 
-    Args:
-        real: the real train split.
-        synthetic: the synthetic table.
-        schema: the table schema (chooses how each column is drawn).
-        validation: the ``validation.json`` payload (verdict, metrics, checks, details).
-        losses: per-epoch losses (``epoch`` plus ``loss*`` columns), if any.
-        title: page title.
-    """
+
+def _summary(validation: dict[str, Any], losses: pd.DataFrame | None, title: str) -> list[str]:
+    """The sections both reports share: verdict, checks, metrics, privacy figures, losses."""
     passed = bool(validation.get("passed"))
     metrics = validation.get("metrics", {})
-    fidelity = validation.get("fidelity", {})
-    column_scores = fidelity.get("columns", {})
-    modelled = [c for c in schema.columns if c.modelled]
     parts = [
         f"<h1>{html.escape(title)}</h1>",
         f'<p class="verdict {"pass" if passed else "fail"}">Verdict: {"PASSED" if passed else "REJECTED"}</p>',
@@ -106,18 +115,14 @@ def build_report(
     privacy = [[k, v] for k, v in metrics.items() if k.startswith(_PRIVACY_PREFIXES)]
     parts += ["<h2>Privacy</h2>"]
     parts += [html_table(privacy, ["metric", "value"])] if privacy else ["<p>No privacy figures were computed.</p>"]
-    if "epsilon_spent" in metrics:
+    if metrics.get("epsilon_spent") is not None:
         parts.append(f"<p>Differential privacy: &epsilon; spent = {metrics['epsilon_spent']:.4g}.</p>")
     if losses is not None and not losses.empty:
         parts += ["<h2>Training</h2>", f'<img alt="loss curves" src="data:image/png;base64,{png(loss_figure(losses))}">']
-    if len(modelled) >= 2 and fidelity.get("pairs"):
-        heat = _pair_heatmap([c.name for c in modelled], fidelity["pairs"])
-        parts += ["<h2>Column pairs</h2>", f'<img alt="pair-trend heatmap" src="data:image/png;base64,{png(heat)}">']
-    parts.append("<h2>Columns</h2><div class='grid'>")
-    for spec in modelled:
-        fig = _column_figure(real[spec.name], synthetic[spec.name], spec.kind, column_scores.get(spec.name))
-        parts.append(f'<img alt="column {html.escape(spec.name)}" src="data:image/png;base64,{png(fig)}">')
-    parts.append("</div>")
+    return parts
+
+
+def _page(title: str, parts: list[str]) -> str:
     style = (
         "body{font-family:sans-serif;margin:2em;max-width:1100px}table{border-collapse:collapse;margin:.5em 0}"
         "td,th{border:1px solid #ccc;padding:2px 8px;text-align:left}.verdict{font-size:1.4em;font-weight:bold}"
@@ -127,3 +132,71 @@ def build_report(
         f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{style}</style></head><body>{''.join(parts)}</body></html>"
     )
+
+
+def build_report(
+    real: pd.DataFrame,
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    validation: dict[str, Any],
+    losses: pd.DataFrame | None = None,
+    title: str = "synthgen trust report",
+) -> str:
+    """The full HTML trust report for the data owner, as a string (every figure embedded).
+
+    It shows the real train split (per-column real-vs-synthetic distributions), so it stays
+    in the run directory; ``published/`` gets :func:`build_public_report` instead.
+
+    Args:
+        real: the real train split.
+        synthetic: the synthetic table.
+        schema: the table schema (chooses how each column is drawn).
+        validation: the ``validation.json`` payload (verdict, metrics, checks, details).
+        losses: per-epoch losses (``epoch`` plus ``loss*`` columns), if any. Default None.
+        title: page title. Default ``"synthgen trust report"``.
+    """
+    fidelity = validation.get("fidelity", {})
+    column_scores = fidelity.get("columns", {})
+    modelled = [c for c in schema.columns if c.modelled]
+    parts = _summary(validation, losses, title)
+    if len(modelled) >= 2 and fidelity.get("pairs"):
+        heat = _pair_heatmap([c.name for c in modelled], fidelity["pairs"])
+        parts += ["<h2>Column pairs</h2>", f'<img alt="pair-trend heatmap" src="data:image/png;base64,{png(heat)}">']
+    parts.append("<h2>Columns</h2><div class='grid'>")
+    for spec in modelled:
+        fig = _column_figure(real[spec.name], synthetic[spec.name], spec.kind, column_scores.get(spec.name))
+        parts.append(f'<img alt="column {html.escape(spec.name)}" src="data:image/png;base64,{png(fig)}">')
+    parts.append("</div>")
+    return _page(title, parts)
+
+
+def build_public_report(
+    synthetic: pd.DataFrame,
+    schema: TableSchema,
+    validation: dict[str, Any],
+    losses: pd.DataFrame | None = None,
+    title: str = "synthgen trust report",
+) -> str:
+    """The public HTML trust report, built from no real row (it takes no real data).
+
+    Verdict, checks, metrics, privacy figures and loss curves as in :func:`build_report`,
+    then each modelled column's distribution in the synthetic table alone, and a sentence
+    saying the real-vs-synthetic comparison is in the run directory for the data owner.
+    This is the ``report.html`` that ``published/`` carries.
+
+    Args:
+        synthetic: the synthetic table.
+        schema: the table schema (chooses how each column is drawn).
+        validation: the ``validation.json`` payload (only verdict, checks and metrics are shown).
+        losses: per-epoch losses (``epoch`` plus ``loss*`` columns), if any. Default None.
+        title: page title. Default ``"synthgen trust report"``.
+    """
+    modelled = [c for c in schema.columns if c.modelled]
+    parts = _summary(validation, losses, title)
+    parts.append(public_note("the per-column real-vs-synthetic distributions and the pair-trend heatmap"))
+    parts.append("<h2>Synthetic columns</h2><div class='grid'>")
+    for spec in modelled:
+        fig = _synthetic_figure(synthetic[spec.name], spec.kind)
+        parts.append(f'<img alt="synthetic column {html.escape(spec.name)}" src="data:image/png;base64,{png(fig)}">')
+    parts.append("</div>")
+    return _page(title, parts)

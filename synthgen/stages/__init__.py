@@ -26,6 +26,7 @@ from typing import Any
 
 from synthgen.config import Params
 from synthgen.config import load_params as read_params
+from synthgen.errors import ConfigError
 from synthgen.stages import augment_images, augment_tabular, images, tabular
 from synthgen.synthesizers import check_model
 
@@ -45,9 +46,19 @@ def check(params: Params, source: str = "params") -> None:
     its data kind), run before any stage does work.
 
     Raises:
-        ConfigError: an unknown model, or a model of the other data kind.
+        ConfigError: an unknown model, or a model of the other data kind;
+            ``validate.privacy_filter`` set together with ``privacy.epsilon`` (the filter
+            reads the real training rows after the DP fit, so the data it keeps would no
+            longer be covered by the differential-privacy guarantee).
     """
     check_model(params.model.name, params.data.kind, source)
+    if params.validate_.privacy_filter is not None and params.privacy.epsilon is not None:
+        raise ConfigError(
+            f"{source}: validate.privacy_filter is set together with privacy.epsilon: the filter drops "
+            "synthetic rows by their distance to real training rows after the DP fit, so its output would "
+            "no longer be covered by the differential-privacy guarantee; set validate.privacy_filter: null "
+            "(or privacy.epsilon: null for a run without DP)"
+        )
 
 
 def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:

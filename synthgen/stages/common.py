@@ -96,7 +96,13 @@ class Layout:
 
     @property
     def report(self) -> Path:
+        """The full trust report, for the data owner: it shows real rows (images); never published."""
         return self.root / "report.html"
+
+    @property
+    def public_report(self) -> Path:
+        """The public trust report, built from no real row; published as ``published/report.html``."""
+        return self.root / "report_public.html"
 
     @property
     def datasheet(self) -> Path:
@@ -158,7 +164,9 @@ def model_meta(layout: Layout) -> dict[str, Any]:
 
 
 def registered_generator(layout: Layout) -> dict[str, Any] | None:
-    """The registry entry the train stage recorded in ``tracking.json``, if any."""
+    """The registry entry recorded in ``tracking.json``, if any: only output directories
+    written before registration moved to the validate stage have one (it is now in
+    ``manifest.json``, see :func:`register_with_verdict`)."""
     return json.loads(layout.tracking.read_text()).get("generator") if layout.tracking.is_file() else None
 
 
@@ -175,13 +183,14 @@ def train_and_track(
     The run is tagged with the synthgen version, the model and the data kind; its params are
     the resolved ones (the family's defaults for what params leave unset), logged after the
     fit settled them, also when the fit fails. Writes ``model/`` (with ``params.json``),
-    ``losses.csv``, ``loss_curve.png`` and ``tracking.json``; registers the generator when
-    ``tracking.registered_model`` is set. ``callbacks_for(tracker)`` adds a modality's own
-    callbacks (sample grids, the ADA trace).
+    ``losses.csv``, ``loss_curve.png`` and ``tracking.json`` (the run id; the generator is
+    logged and registered later, by the validate stage, with its verdict, and recorded in
+    ``manifest.json``: see :func:`register_with_verdict`). ``callbacks_for(tracker)`` adds
+    a modality's own callbacks (sample grids, the ADA trace).
 
     Returns:
-        The summary (train seconds, epochs run, family facts, the registry entry) and the
-        tracker (still open, for the modality's own artifacts).
+        The summary (train seconds, epochs run, family facts) and the tracker (still open,
+        for the modality's own artifacts).
     """
     tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
     if params.tracking.uri is not None:
@@ -220,11 +229,6 @@ def train_and_track(
     if params.tracking.registered_model and params.tracking.uri is None:
         log.info("train: tracking.uri is null, so the generator is not registered as %r",
                  params.tracking.registered_model)
-    elif params.tracking.registered_model:
-        generator = tracker.log_generator(layout.model, params.tracking.registered_model,
-                                          params.tracking.model_alias)
-        write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id, "generator": generator})
-        summary["generator"] = generator
     log.info("train: %s fitted in %.1fs", synthesizer.name, synthesizer.train_seconds_)
     return summary, tracker
 
@@ -271,8 +275,10 @@ def load_generation(layout: Layout) -> dict[str, Any]:
 # -- validate --------------------------------------------------------------------------------------
 def record_verdict(params: Params, layout: Layout, report: dict[str, Any], generation: dict[str, Any],
                    headline: Sequence[str], key_metrics: Sequence[str]) -> tuple[dict[str, Any], NullTracker]:
-    """Write ``validation.json`` and ``manifest.json`` (the generation record plus the verdict);
-    log the metrics to the pipeline's run. Returns the manifest and the run's tracker."""
+    """Write ``validation.json`` and ``manifest.json`` (the generation record plus the verdict
+    and the registry entry of :func:`register_with_verdict`, which registers the generator
+    with this verdict); log the metrics to the pipeline's run. Returns the manifest and the
+    run's tracker."""
     write_json(layout.validation, report)
     tracker = resume_tracker(params, layout)
     tracker.log_metrics(report["metrics"])  # before the report and datasheet, so a failure there keeps them
@@ -285,19 +291,56 @@ def record_verdict(params: Params, layout: Layout, report: dict[str, Any], gener
         **{k: metrics.get(k) for k in headline if k in metrics},
         "key_metrics": {k: metrics[k] for k in key_metrics if k in metrics},
     }
+    manifest["generator"] = register_with_verdict(params, layout, tracker, manifest)  # before the datasheet names it
     write_json(layout.manifest, manifest)
     return manifest, tracker
 
 
+def register_with_verdict(params: Params, layout: Layout, tracker: NullTracker,
+                          manifest: dict[str, Any]) -> dict[str, Any] | None:
+    """Log and register the generator now that its verdict exists (validate stage).
+
+    With ``tracking.registered_model`` set and tracking on, the model in ``model/`` is
+    logged as a pyfunc of the pipeline's run with a ``verdict.json`` inside, and registered
+    as a new version tagged ``synthgen.verdict`` = passed / rejected (and
+    ``synthgen.failed_checks``), with alias ``tracking.model_alias`` (:func:`conclude`
+    moves ``tracking.champion_alias`` on a pass). The caller records the entry in
+    ``manifest.json`` (``"generator"``), not in ``tracking.json``: that file is the train
+    stage's DVC output, and rewriting it here would make ``dvc repro`` retrain. Nothing is
+    registered when the model on disk is not the one whose data was validated (retrained
+    since generate).
+
+    Returns:
+        The registry entry (``model_id``, ``model_uri``, ``registered_model``,
+        ``version``, ``alias``, ``verdict``), or ``None`` when nothing was registered.
+    """
+    from synthgen.tracking.gate import verdict_record
+
+    name = params.tracking.registered_model
+    if not name or params.tracking.uri is None or tracker.run_id is None:
+        if name:
+            log.info("validate: no MLflow run to log into, so the generator is not registered as %r", name)
+        return None
+    if manifest.get("model_hash") != file_hash(layout.model):
+        log.warning("validate: %s changed after its data was generated; not registering it as %r "
+                    "(rerun generate and validate)", layout.model, name)
+        return None
+    return tracker.log_generator(layout.model, name, params.tracking.model_alias, verdict_record(manifest))
+
+
 def conclude(params: Params, layout: Layout, tracker: NullTracker, report: dict[str, Any],
              manifest: dict[str, Any], data: Path, artifacts: Sequence[Path]) -> None:
-    """Publish a passing run, log its artifacts and verdict tag, move the champion alias to
-    its registered generator when it passed, and end the run."""
+    """Publish a passing run, log its artifacts and verdict tags, move the champion alias to
+    its registered generator (registered with its verdict by :func:`register_with_verdict`)
+    when it passed, and end the run."""
+    from synthgen.tracking.gate import verdict_tags
+
     if report["passed"]:
         publish(layout, data)
     for artifact in artifacts:
         tracker.log_artifact(artifact)
-    tracker.set_tags({"synthgen.verdict": "passed" if report["passed"] else "rejected"})
+    tracker.set_tags(verdict_tags({"passed": report["passed"],
+                                   "failed_checks": (manifest.get("validation") or {}).get("failed_checks")}))
     registered = manifest.get("generator") or {}
     if report["passed"] and registered.get("version") and params.tracking.champion_alias:
         tracker.set_model_alias(registered["registered_model"], registered["version"], params.tracking.champion_alias)
@@ -306,18 +349,26 @@ def conclude(params: Params, layout: Layout, tracker: NullTracker, report: dict[
 
 def publish(layout: Layout, data: Path) -> Path:
     """Copy the synthetic data (a file or a folder), the manifest, the datasheet and the
-    report to ``published/``, replaced atomically.
+    public report (:attr:`Layout.public_report`, as ``report.html``) to ``published/``,
+    replaced atomically. Nothing else goes there: the full report shows real rows
+    (images) and stays in the run directory.
 
     Called only for a passing verdict; a rejected run leaves the last passing
     publication in place and is tagged ``synthgen.verdict=rejected`` in MLflow.
+
+    Raises:
+        DataError: the public report was not written (run the validate stage).
     """
+    if not layout.public_report.is_file():
+        raise DataError(f"{layout.public_report}: public report not found; run the validate stage")
     with atomic_path(layout.published) as tmp:
         tmp.mkdir()
         if data.is_dir():
             shutil.copytree(data, tmp / data.name)
         else:
             shutil.copy2(data, tmp / data.name)
-        for source in (layout.manifest, layout.datasheet, layout.report):
+        for source in (layout.manifest, layout.datasheet):
             shutil.copy2(source, tmp / source.name)
+        shutil.copy2(layout.public_report, tmp / layout.report.name)
     log.info("published -> %s", layout.published)
     return layout.published

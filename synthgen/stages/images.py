@@ -18,9 +18,10 @@ modalities share is in :mod:`synthgen.stages.common`. Outputs under
 | ``synthetic_grid.png`` | generate | a grid of the synthetic images |
 | ``generation.json`` | generate | images, seed, conditions, hashes, run id |
 | ``validation.json`` | validate | ``{"passed", "metrics", "checks", "details"}`` |
-| ``manifest.json``, ``report.html`` | validate | the record a consumer reads; the trust report |
+| ``manifest.json``, ``report.html`` | validate | the record a consumer reads; the full trust report (shows real images) |
+| ``report_public.html`` | validate | the public trust report: no real image (published as ``report.html``) |
 | ``DATASHEET.md`` | validate | source, classes, model, verdict and key figures, intended use, limits |
-| ``published/`` | validate | ``synthetic/``, manifest, report and datasheet - only when the verdict passed |
+| ``published/`` | validate | ``synthetic/``, manifest, public report and datasheet - only when the verdict passed |
 
 Metrics come from :func:`synthgen.validation.images.image_report` (domain FID/KID,
 generated-class accuracy, TSTR, precision/recall/density/coverage, memorization) and
@@ -148,7 +149,7 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
     the generate stage writes - the verdict goes to ``out`` (default
     ``<folder>.validation.json``).
     """
-    from synthgen.reports.images import build_image_report
+    from synthgen.reports.images import build_image_report, build_public_image_report
     from synthgen.validation.images import image_report
     from synthgen.validation.verdict import evaluate
 
@@ -178,9 +179,10 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
     grid = sample_grid(generated.images, generated.labels)
     real_grid = sample_grid(train_split.images, train_split.labels)
     losses = pd.read_csv(layout.losses) if layout.losses.is_file() else None
-    write_text(layout.report, build_image_report(report, grid, real_grid, losses, manifest))
+    write_text(layout.report, build_image_report(report, grid, real_grid, losses, manifest))  # for the data owner
+    write_text(layout.public_report, build_public_image_report(report, grid, losses, manifest))  # no real image
     conclude(params, layout, tracker, report, manifest, layout.synthetic_dir,
-             (layout.validation, layout.manifest, layout.report, layout.datasheet))
+             (layout.validation, layout.manifest, layout.report, layout.public_report, layout.datasheet))
     log.info("validate: %s (generated_class_accuracy=%s, fid_domain=%s)",
              "passed" if report["passed"] else "FAILED", report["metrics"].get("generated_class_accuracy"),
              report["metrics"].get("fid_domain"))

@@ -30,7 +30,7 @@ from typing import Any
 from synthgen.config import Params, SelectRule, parse_constraint, parse_params
 from synthgen.errors import ConfigError
 from synthgen.io import atomic_path, write_json, write_text
-from synthgen.synthesizers import check_model
+from synthgen.stages import check
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +102,7 @@ def expand_grid(params: Params, parent_run: str | None = None) -> list[GridPoint
             raw["tracking"]["parent_run"] = parent_run
         source = f"sweep.grid point {point_id} {values}"
         point = parse_params(raw, source=source)
-        check_model(point.model.name, point.data.kind, source)
+        check(point, source)  # the whole config of every point, before any point runs
         points.append(GridPoint(point_id, values, point))
     return points
 

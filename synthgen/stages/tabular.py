@@ -107,7 +107,7 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
     run's ``validation.json`` and ``manifest.json`` are written. With a path (an audit
     of data from elsewhere) the verdict goes to ``out`` (default: beside that file).
     """
-    from synthgen.reports.tables import build_report
+    from synthgen.reports.tables import build_public_report, build_report
     from synthgen.validation.verdict import validate_synthetic
 
     layout = Layout(params.out)
@@ -147,10 +147,12 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
     write_text(layout.datasheet, render_datasheet(manifest, schema, model_meta(layout), report))
     losses = pd.read_csv(layout.losses) if layout.losses.is_file() else None
     with phases("report"):
-        write_text(layout.report, build_report(train_split, frame, schema, report, losses))
+        write_text(layout.report, build_report(train_split, frame, schema, report, losses))  # for the data owner
+        write_text(layout.public_report, build_public_report(frame, schema, report, losses))  # published: no real row
     with phases("track"):
         conclude(params, layout, tracker, report, manifest, layout.synthetic,
-                 (layout.validation, layout.gx_result, layout.manifest, layout.datasheet, layout.report))
+                 (layout.validation, layout.gx_result, layout.manifest, layout.datasheet, layout.report,
+                  layout.public_report))
     log.info("validate: %s (quality_score=%.3f)", "passed" if report["passed"] else "FAILED",
              report["metrics"].get("quality_score") or float("nan"))
     return report

@@ -4,7 +4,9 @@
 adding a module with a :class:`~synthgen.synthesizers.base.Synthesizer` subclass (for
 tables, a :class:`~synthgen.synthesizers.tabular.TabularSynthesizer`) and one line here.
 :func:`check_model` validates ``model.name`` against ``data.kind``; :func:`load` reads
-any saved model directory (``synthgen.load``).
+any saved model directory (``synthgen.load``) without running code from it (JSON and
+plain tensors, :mod:`synthgen.synthesizers.persistence`); :func:`upgrade_model` converts
+a directory saved by an older synthgen as pickles, once (``synthgen upgrade-model``).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from synthgen.errors import ConfigError, ModelError
 from synthgen.synthesizers.base import META_FILE, Synthesizer, read_meta
 from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer
 from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
+from synthgen.synthesizers.legacy import upgrade_model
 from synthgen.synthesizers.tabular import TabularSynthesizer
 from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 
@@ -48,7 +51,9 @@ def load(directory: str | Path) -> Synthesizer:
     """Load a fitted synthesizer of any registered family from a directory written by ``save``.
 
     Raises:
-        ModelError: not a model directory, a corrupt or incomplete one, or an unknown family.
+        ModelError: not a model directory, a corrupt or incomplete one, an unknown family,
+            a file holding pickled objects, or a directory saved by an older synthgen as
+            pickles (the message names ``synthgen upgrade-model``).
     """
     meta = read_meta(directory)
     family = REGISTRY.get(meta.get("name"))
@@ -57,4 +62,4 @@ def load(directory: str | Path) -> Synthesizer:
     return family.load(directory)
 
 
-__all__ = ["META_FILE", "REGISTRY", "Synthesizer", "TabularSynthesizer", "check_model", "load"]
+__all__ = ["META_FILE", "REGISTRY", "Synthesizer", "TabularSynthesizer", "check_model", "load", "upgrade_model"]

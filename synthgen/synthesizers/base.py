@@ -10,13 +10,19 @@ steps every family shares; a family (or its data kind's intermediate class, e.g.
   ``train_seconds_``) and ``on_train_end``;
 * ``sample(n, conditions, seed)``: checks the fitted state and ``n``, makes the draw's
   ``numpy`` generator from ``seed`` and returns ``_draw(n, conditions, rng)``;
-* ``save(dir)``: writes :data:`META_FILE` (``name``, ``config``, the family's
+* ``save(dir)``: writes :data:`META_FILE` (``name``, ``format``, ``config``, the family's
   ``_meta_fields()``, ``n_train``, ``train_seconds``, ``extra``) and calls
   ``_save(dir)``, all in a directory replaced atomically;
-* ``load(dir)`` (a classmethod): reads the meta, turns its ``config`` into the family's
-  options, builds the object with ``_from_meta(meta, config)`` and restores its fitted
-  state with ``_load(dir)``. Loading a directory of any family by its meta ``name`` is
-  :func:`synthgen.synthesizers.load` (the registry lives there, not here).
+* ``load(dir)`` (a classmethod): reads the meta, refuses an older synthgen's pickled
+  format (:func:`~synthgen.synthesizers.persistence.check_format`), builds the unfitted
+  object with :meth:`Synthesizer.unfitted_from_meta` (the family's options, then
+  ``_from_meta(meta, config)``) and restores its fitted state with ``_load(dir)``. Loading
+  a directory of any family by its meta ``name`` is :func:`synthgen.synthesizers.load`
+  (the registry lives there, not here).
+
+``_save``/``_load`` write and read only JSON and plain tensor files
+(:mod:`synthgen.synthesizers.persistence`): loading a model directory never runs code
+from it.
 
 Each family declares ``name``, ``data_kind`` (``"tabular"`` / ``"image"``) and
 ``config_class`` (the :class:`~synthgen.config.ModelConfig` subclass of its options);
@@ -38,6 +44,7 @@ import numpy as np
 from synthgen.config import ModelConfig, family_config
 from synthgen.errors import ConditionError, ModelError
 from synthgen.io import atomic_path
+from synthgen.synthesizers.persistence import FORMAT, FORMAT_KEY, check_format
 from synthgen.training.callbacks import Callback, CallbackList
 
 META_FILE = "synthesizer.json"
@@ -128,6 +135,7 @@ class Synthesizer(ABC):
             tmp.mkdir(parents=True)
             meta = {
                 "name": self.name,
+                FORMAT_KEY: FORMAT,
                 "config": self.config.model_dump(),
                 **self._meta_fields(),
                 "n_train": self.n_train_,
@@ -140,18 +148,40 @@ class Synthesizer(ABC):
     @classmethod
     def load(cls, directory: str | Path) -> Synthesizer:
         """Load a model of this family saved by :meth:`save` (any family:
-        :func:`synthgen.load`)."""
+        :func:`synthgen.load`). Reads only JSON and plain tensors: nothing in the
+        directory runs.
+
+        Raises:
+            ModelError: not a model directory of this family, an older synthgen's pickled
+                model (convert it with ``synthgen upgrade-model``), or a file that is
+                missing, corrupt or holds pickled objects.
+        """
         directory = Path(directory)
         meta = read_meta(directory)
+        check_format(meta, directory)
+        model = cls.unfitted_from_meta(meta, directory)
+        model._load(directory)
+        return model
+
+    @classmethod
+    def unfitted_from_meta(cls, meta: dict[str, Any], directory: str | Path) -> Synthesizer:
+        """The model a :data:`META_FILE` record describes, before its fitted state is
+        restored (``directory`` names the model in errors).
+
+        Raises:
+            ModelError: the record is of another family, or lacks a key.
+        """
         own = getattr(cls, "name", None)
         if meta.get("name") != own:
-            raise ModelError(f"{directory / META_FILE}: a {meta.get('name')!r} model, not {own!r}; "
+            raise ModelError(f"{Path(directory) / META_FILE}: a {meta.get('name')!r} model, not {own!r}; "
                              "load it with synthgen.load")
-        config = family_config(meta["config"], cls.config_class, quiet=True)
-        model = cls._from_meta(meta, config)
-        model.n_train_ = meta["n_train"]
-        model.train_seconds_ = meta["train_seconds"]
-        model._load(directory)
+        try:
+            config = family_config(meta["config"], cls.config_class, quiet=True)
+            model = cls._from_meta(meta, config)
+            model.n_train_ = meta["n_train"]
+            model.train_seconds_ = meta["train_seconds"]
+        except KeyError as exc:
+            raise ModelError(f"{Path(directory) / META_FILE}: incomplete (no {exc.args[0]!r})") from None
         return model
 
     def extra_meta(self) -> dict[str, Any]:

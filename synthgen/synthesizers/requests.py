@@ -116,11 +116,16 @@ def parse_where(items: Iterable[str], schema: TableSchema) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SampleRequest:
-    """One draw: ``rows`` rows, an optional ``seed`` and optional ``conditions``."""
+    """One draw: ``rows`` rows, an optional ``seed`` and optional ``conditions``.
+
+    ``allow_unvalidated`` (default ``False``) asks a server of generators (the MLflow
+    pyfunc) to draw even when the generator's verdict failed or is missing.
+    """
 
     rows: int
     seed: int | None = None
     conditions: dict[str, Any] | None = None
+    allow_unvalidated: bool = False
 
 
 def _integer(value: Any, what: str, row: int) -> int | None:
@@ -131,25 +136,44 @@ def _integer(value: Any, what: str, row: int) -> int | None:
     return int(value)
 
 
+_FLAGS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def _flag(value: Any, what: str, row: int) -> bool:
+    """A boolean request field: missing -> False; bool, 0/1 or true/false/yes/no text."""
+    if _missing(value):
+        return False
+    if isinstance(value, str) and value.strip().lower() in _FLAGS:
+        return _FLAGS[value.strip().lower()]
+    if not isinstance(value, str) and value in (0, 1):  # bool, numpy bool, 0 / 1
+        return bool(value)
+    raise ConditionError(f"request row {row}: {what} must be true or false, got {value!r}")
+
+
+REQUEST_COLUMNS = ("rows", "seed", "conditions", "allow_unvalidated")
+
+
 def requests_from_frame(frame: pd.DataFrame) -> list[SampleRequest]:
     """One :class:`SampleRequest` per row of a frame with columns ``rows`` (required),
-    ``seed`` and ``conditions`` (optional; see :func:`normalize_conditions`).
+    ``seed``, ``conditions`` (optional; see :func:`normalize_conditions`) and
+    ``allow_unvalidated`` (optional boolean; missing means ``False``).
 
     Raises:
         ConditionError: no ``rows`` column, an unknown column, or a bad value.
     """
     if "rows" not in frame.columns:
         raise ConditionError(f"request frame needs a 'rows' column; got {list(frame.columns)}")
-    unknown = sorted(set(frame.columns) - {"rows", "seed", "conditions"})
+    unknown = sorted(set(frame.columns) - set(REQUEST_COLUMNS))
     if unknown:
-        raise ConditionError(f"request frame: unknown columns {unknown}; expected rows, seed, conditions")
+        raise ConditionError(f"request frame: unknown columns {unknown}; expected {', '.join(REQUEST_COLUMNS)}")
     requests = []
     for i, record in enumerate(frame.to_dict("records")):
         rows = _integer(record["rows"], "rows", i)
         if rows is None or rows < 1:
             raise ConditionError(f"request row {i}: rows must be a positive integer, got {record['rows']!r}")
         requests.append(SampleRequest(rows, _integer(record.get("seed"), "seed", i),
-                                      normalize_conditions(record.get("conditions"))))
+                                      normalize_conditions(record.get("conditions")),
+                                      _flag(record.get("allow_unvalidated"), "allow_unvalidated", i)))
     return requests
 
 

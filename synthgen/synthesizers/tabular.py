@@ -80,7 +80,8 @@ class TabularSynthesizer(Synthesizer):
             raise DataError(f"training table lacks schema columns {missing}")
         if len(table) < 2:
             raise DataError(f"training table has {len(table)} rows; at least 2 are needed")
-        self.preparer_ = TablePreparer(self.schema, self.max_categories, self.joint_missing).fit(table)
+        self.preparer_ = TablePreparer(self.schema, self.max_categories, self.joint_missing,
+                                       private=self.privacy.epsilon is not None).fit(table)
         prepared = self.preparer_.transform(table)
         self.n_train_ = len(table)
         return prepared

@@ -5,7 +5,9 @@ Runs are addressed by id through ``MlflowClient`` (never the thread-local "activ
 so the same code works from the CLI, from DVC stages in separate processes and from
 Prefect tasks on worker threads. ``tracking.uri: null`` gives a :class:`NullTracker`.
 :mod:`synthgen.tracking.pyfunc` wraps a saved synthesizer as an MLflow pyfunc model
-(logged, registered under ``tracking.registered_model`` and aliased). Sweeps nest each point's
+(logged with its verdict once the validate stage has one, registered under
+``tracking.registered_model`` and aliased); :mod:`synthgen.tracking.gate` refuses to
+serve a generator whose verdict failed or is missing. Sweeps nest each point's
 run under a parent run through the ``mlflow.parentRunId`` tag (``tracking.parent_run``).
 """
 
@@ -49,7 +51,7 @@ class NullTracker:
         return Callback()
 
     def log_generator(self, model_dir: str | Path, registered_model: str | None = None,
-                      alias: str | None = None) -> dict[str, Any]:
+                      alias: str | None = None, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
         return {}
 
     def set_model_alias(self, name: str, version: str, alias: str) -> None: ...
@@ -153,26 +155,35 @@ class MlflowTracker(NullTracker):
         return TrackingCallback(self)
 
     def log_generator(self, model_dir: str | Path, registered_model: str | None = None,
-                      alias: str | None = None) -> dict[str, Any]:
+                      alias: str | None = None, verdict: dict[str, Any] | None = None) -> dict[str, Any]:
         """Log the synthesizer in ``model_dir`` as a pyfunc model of this run; register it.
 
         Args:
             model_dir: a directory written by ``Synthesizer.save``.
             registered_model: registry name; default ``None`` (logged, not registered).
             alias: alias set on the new version (e.g. ``"candidate"``); default ``None``.
+            verdict: the :func:`synthgen.tracking.gate.verdict_record` of the model's
+                synthetic data, stored in the logged model (``verdict.json``) and set as the
+                version's tags ``synthgen.verdict`` (passed / rejected) and
+                ``synthgen.failed_checks``; default ``None`` (none: not servable by default).
 
         Returns:
             ``{"model_id", "model_uri"}`` plus ``"registered_model"``, ``"version"`` and
-            ``"alias"`` when registered.
+            ``"alias"`` when registered, and ``"verdict"`` (passed / rejected) when given.
         """
+        from synthgen.tracking.gate import VERDICT_TAG, verdict_tags
         from synthgen.tracking.pyfunc import log_generator, register_generator
 
-        model_id = log_generator(self.client, self.run_id, model_dir)
+        model_id = log_generator(self.client, self.run_id, model_dir, verdict=verdict)
+        tags = verdict_tags(verdict) if verdict is not None else {}
         info: dict[str, Any] = {"model_id": model_id, "model_uri": f"models:/{model_id}"}
+        if tags:
+            info["verdict"] = tags[VERDICT_TAG]
         if registered_model:
-            version = register_generator(self.client, registered_model, model_id, self.run_id, alias)
+            version = register_generator(self.client, registered_model, model_id, self.run_id, alias, tags)
             info.update(registered_model=registered_model, version=version, alias=alias)
-            log.info("registered %s version %s%s", registered_model, version, f" as @{alias}" if alias else "")
+            log.info("registered %s version %s%s%s", registered_model, version, f" as @{alias}" if alias else "",
+                     f" ({tags[VERDICT_TAG]})" if tags else "")
         return info
 
     def set_model_alias(self, name: str, version: str, alias: str) -> None:

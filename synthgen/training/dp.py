@@ -1,12 +1,13 @@
-"""Differential privacy for GAN critics: DP-SGD with Opacus, and its accounting.
+"""Differential privacy for GAN critics: DP-SGD with Opacus, its accounting, and the
+privacy ledger that says what the budget covers.
 
 Only the critic reads real rows; the generator is trained from the critic's output and
 from public conditions, so it and everything sampled from it are post-processing.
 :class:`CriticPrivacy` turns the critic's optimizer into DP-SGD:
 
 * **Poisson sampling**: each real row enters a step independently with probability
-  ``q = batch / n`` (the loss object draws the mask on the device with a seeded
-  ``torch.Generator``); no row is ever picked *by its category*, which is the
+  ``q = batch / n`` (:meth:`CriticPrivacy.poisson_mask`, drawn on the device from a
+  secret generator, see below); no row is ever picked *by its category*, which is the
   uniform sampling the accountant assumes.
 * **Per-sample clipping** to ``max_grad_norm`` and Gaussian noise
   ``N(0, (sigma * max_grad_norm)^2)`` added once per step to the summed gradient, by an
@@ -17,6 +18,21 @@ from public conditions, so it and everything sampled from it are post-processing
 * **Accounting**: an Opacus RDP (default) or PRV accountant records every step;
   :meth:`CriticPrivacy.allows` tells the loop whether one more epoch stays within
   ``epsilon``, so training stops *before* the budget would be exceeded.
+
+**Secret randomness.** Every draw the analysis assumes secret - the DP-SGD gradient
+noise, the Poisson mask of real rows and the noise of the count release - comes from
+its own ``torch.Generator`` seeded with 64 bits of OS entropy (:func:`secret_generator`,
+``secrets.randbits``). Those seeds and generator states are never recorded: not in the
+saved model, the manifest, MLflow or checkpoints (:meth:`CriticPrivacy.state_dict`
+holds the accountant history and the already released noisy counts only). Whoever holds
+the model directory therefore cannot regenerate the noise and subtract it. The price:
+**a DP run is not bit-reproducible** - two runs with the same ``model.seed`` give
+different models (sampling a saved model with a given seed still gives the same rows,
+and non-private runs keep same-seed determinism). A run resumed from a checkpoint
+restores the accountant history and the released counts (one release, charged once) and
+draws fresh secret generators (:meth:`CriticPrivacy.load_state_dict`). The critic loss
+logged under DP is its loss on the generated rows only (see the ``tabular_gan`` loss):
+its loss on real rows would be a statistic of the real data outside the budget.
 
 One step's critic batch is the Poisson-sampled real rows *and* as many generated rows,
 fed through one forward pass and one noisy optimizer step. The generated rows depend
@@ -32,20 +48,22 @@ gradient is bounded by the sigmoid and then clipped; per-sample clipping plus no
 also keeps the critic smooth, the job the penalty does in the non-private model. The
 same loss without a penalty is what smartnoise's DP-CTGAN uses.
 
-What else touches the data, and how it is treated (documented in the engine too):
+**The privacy ledger** (:meth:`CriticPrivacy.ledger`) lists everything about the real
+rows that reaches the model, each item either charged to the budget or declared public:
 
-* **Charged to the budget**: the category frequencies used to draw the generator's
-  conditional vectors - one Gaussian-mechanism release of every discrete column's
-  counts (L2 sensitivity ``sqrt(#discrete columns)`` under add/remove of a row),
-  composed with DP-SGD in the same accountant (:meth:`CriticPrivacy.noisy_counts`).
-* **Declared public** (``data.public_bounds: true``): the category sets and the
-  numeric ranges of the schema, and the number of rows. Continuous modes are *not*
-  fitted from the values under DP: they are evenly spaced over the public range.
-* **Not covered** (stated, not hidden): the preparer's median imputation of missing
-  numbers (replaced here by the midpoint of the public range before training), and the
-  top-``max_categories`` level selection and rare-level frequencies of columns with more
-  levels than ``data.max_categories`` - set ``max_categories`` above the column's
-  cardinality, or treat those columns as public.
+* **Charged** (one accountant, composed): the level counts of every discrete column -
+  including the missing level of categoricals and the ``<col>__missing`` flags of
+  numeric columns, so missing rates are released here too - as one Gaussian-mechanism
+  release (L2 sensitivity ``sqrt(#discrete columns)`` under add/remove of a row,
+  :meth:`CriticPrivacy.noisy_counts`), and the DP-SGD steps of the critic. Each
+  release's ``epsilon_share`` is the increase of the composed epsilon when it was
+  added, in release order, so the shares sum to ``epsilon_spent``.
+* **Declared public** (``data.public_bounds: true``): each categorical column's level
+  set, each numeric column's range, whether a column may be missing, constant values,
+  and the number of rows - listed column by column. Nothing is fitted from the values
+  under DP: continuous modes are evenly spaced over the public range, missing numbers
+  are imputed with the range's midpoint, missing categories are a level of their own.
+* **Not covered** (stated, not hidden): plain sentences in ``not_covered``.
 """
 
 from __future__ import annotations
@@ -53,6 +71,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+import secrets
 import warnings
 from typing import Any
 
@@ -65,6 +84,38 @@ from synthgen.errors import ConfigError
 log = logging.getLogger(__name__)
 
 GRAD_SAMPLE_MODES = ("ghost", "hooks", "functorch", "ew")
+
+NOT_REPRODUCIBLE_BECAUSE = (
+    "the DP-SGD noise, the Poisson sample of real rows and the count noise are drawn from generators "
+    "seeded with OS entropy that is never recorded, so that nobody holding the model can regenerate "
+    "and subtract the noise; the same model.seed gives a different model (sampling a saved model "
+    "with a given seed still gives the same rows)"
+)
+
+#: What differential privacy here does not cover, in plain sentences (the ledger's ``not_covered``).
+NOT_COVERED = (
+    "The guarantee is per row (add or remove one row of the train split): a person with several rows "
+    "is protected only as a group of rows, with a correspondingly weaker epsilon.",
+    "Only the model directory and what is sampled from it carry the guarantee. Files made from the real "
+    "rows outside the model - schema.json and the splits (ingest), validation.json, report.html, the "
+    "datasheet's schema table and the validation metrics in MLflow - hold exact statistics of the real data.",
+    "The level sets are decided on the real train split before training (levels seen fewer than "
+    "data.min_level_count times are pooled at ingest; column kinds are inferred from the values); "
+    "they are used as the public domain, not released privately.",
+    "Choosing among models or settings by their validation on real data (sweeps, re-runs until the "
+    "verdict passes) spends privacy that no accountant here records.",
+    "The noise comes from torch's pseudo-random generators seeded with 64 bits of OS entropy, not from a "
+    "cryptographically secure generator, and floating-point attacks on the Gaussian sampler "
+    "(Opacus' secure_mode) are not defended against.",
+    "Wall-clock timings (epoch_seconds, train_seconds) vary with the secret Poisson sample sizes and are "
+    "recorded unprotected: a side channel the analysis does not cover.",
+)
+
+
+def secret_generator(device: torch.device | str = "cpu") -> torch.Generator:
+    """A ``torch.Generator`` on ``device`` seeded with 64 bits of OS entropy; the seed
+    is not kept anywhere (see the module docstring)."""
+    return torch.Generator(device=device).manual_seed(secrets.randbits(64))
 
 
 def _accountant(kind: str) -> Any:
@@ -125,7 +176,7 @@ class CriticPrivacy:
         epsilon: total budget, > 0.
         delta: target delta; ``None`` -> ``1 / (10 * n_rows)``.
         max_grad_norm: per-sample clipping bound. Default 1.0.
-        n_rows: number of real rows.
+        n_rows: number of real rows (public).
         batch_size: expected number of real rows per step (``q = batch_size / n_rows``).
         planned_steps: steps the run would take at full length (used to calibrate
             the noise when ``noise_multiplier`` is ``None``).
@@ -137,7 +188,12 @@ class CriticPrivacy:
         grad_sample_mode: ``"ghost"`` (default), ``"hooks"``, ``"functorch"``, ``"ew"``.
         histogram_share: share of epsilon the count release alone may spend.
             Default 0.1.
-        generator: torch generator of the DP noise (reproducible runs).
+        device: where the secret generators of the gradient noise and the Poisson mask
+            live (the critic's device). Default ``"cpu"``.
+
+    The three secret generators (:attr:`noise_generator`, :attr:`sampling_generator`,
+    :attr:`count_generator`) are made by :func:`secret_generator`; there is no way to
+    seed them.
     """
 
     def __init__(
@@ -153,7 +209,7 @@ class CriticPrivacy:
         noise_multiplier: float | None = None,
         grad_sample_mode: str = "ghost",
         histogram_share: float = 0.1,
-        generator: torch.Generator | None = None,
+        device: torch.device | str = "cpu",
     ):
         if epsilon is None or not epsilon > 0:
             raise ConfigError(f"privacy.epsilon must be > 0, got {epsilon!r}")
@@ -169,7 +225,10 @@ class CriticPrivacy:
         self.expected_real = max(1, round(self.sample_rate * n_rows))
         self.kind = accountant
         self.grad_sample_mode = grad_sample_mode
-        self.generator = generator
+        self.device = torch.device(device)
+        self.noise_generator = secret_generator(self.device)  # DP-SGD gradient noise
+        self.sampling_generator = secret_generator(self.device)  # Poisson mask of real rows
+        self.count_generator = secret_generator("cpu")  # noise of the level-count release
         self.accountant = _accountant(accountant)
         self.n_discrete = n_discrete
         self.histogram_noise = 0.0
@@ -182,19 +241,41 @@ class CriticPrivacy:
             noise_multiplier = _calibrate(lambda s: base + [(s, q, t)], self.epsilon, self.delta, self.kind)
         self.noise_multiplier = float(noise_multiplier)
         self._counts_released = False
+        self.released_counts: np.ndarray | None = None  # the noisy counts, once released
+        self.on_restore: Any = None  # callable(counts) run when a checkpoint restores released_counts
+
+    def reseed(self) -> None:
+        """Draw fresh OS entropy into the three secret generators (in place, so the DP
+        optimizer keeps its reference)."""
+        for gen in (self.noise_generator, self.sampling_generator, self.count_generator):
+            gen.manual_seed(secrets.randbits(64))
 
     # -- releases ----------------------------------------------------------------------
+    @property
+    def count_noise_std(self) -> float:
+        """Standard deviation of the noise on each released count:
+        ``histogram_noise * sqrt(n_discrete)`` (0 without discrete columns)."""
+        return self.histogram_noise * math.sqrt(self.n_discrete) if self.n_discrete else 0.0
+
     def noisy_counts(self, counts: np.ndarray) -> np.ndarray:
-        """Release level counts (all discrete columns, concatenated) with Gaussian noise
-        ``histogram_noise * sqrt(n_discrete)``; charged once to the accountant."""
+        """Release level counts (all discrete columns, concatenated) with Gaussian noise of
+        std :attr:`count_noise_std` from the secret :attr:`count_generator`; charged once
+        to the accountant. The release happens once: later calls return it again
+        (:attr:`released_counts`)."""
         if not self.n_discrete:
             return counts.astype(np.float64)
-        std = self.histogram_noise * math.sqrt(self.n_discrete)
-        noise = torch.randn(len(counts), generator=self.generator, dtype=torch.float64).numpy() * std
-        if not self._counts_released:
-            self.accountant.history.append((self.histogram_noise, 1.0, 1))
-            self._counts_released = True
-        return counts.astype(np.float64) + noise
+        if self.released_counts is not None:
+            return self.released_counts
+        noise = torch.randn(len(counts), generator=self.count_generator, dtype=torch.float64).numpy()
+        self.accountant.history.append((self.histogram_noise, 1.0, 1))
+        self._counts_released = True
+        self.released_counts = counts.astype(np.float64) + noise * self.count_noise_std
+        return self.released_counts
+
+    def poisson_mask(self, n: int) -> torch.Tensor:
+        """Which of ``n`` real rows enter this step: each independently with probability
+        :attr:`sample_rate`, drawn from the secret :attr:`sampling_generator`."""
+        return torch.rand(n, generator=self.sampling_generator, device=self.device) < self.sample_rate
 
     # -- wiring --------------------------------------------------------------------------
     def wrap(self, critic: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[nn.Module, torch.optim.Optimizer]:
@@ -210,7 +291,7 @@ class CriticPrivacy:
             )
             opt = DPOptimizerFastGradientClipping(
                 optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
-                expected_batch_size=expected, loss_reduction="mean", generator=self.generator,
+                expected_batch_size=expected, loss_reduction="mean", generator=self.noise_generator,
             )
         else:
             from opacus.grad_sample.utils import get_gsm_class
@@ -223,7 +304,7 @@ class CriticPrivacy:
             module = cls(critic, **kwargs)
             opt = DPOptimizer(
                 optimizer, noise_multiplier=self.noise_multiplier, max_grad_norm=self.max_grad_norm,
-                expected_batch_size=expected, loss_reduction="mean", generator=self.generator,
+                expected_batch_size=expected, loss_reduction="mean", generator=self.noise_generator,
             )
         opt.attach_step_hook(self.accountant.get_optimizer_hook_fn(sample_rate=self.sample_rate))
         self.module, self.optimizer = module, opt
@@ -258,11 +339,23 @@ class CriticPrivacy:
         return epsilon_of(history, self.delta, self.kind) <= self.epsilon
 
     def state_dict(self) -> dict[str, Any]:
-        return {"history": [tuple(h) for h in self.accountant.history], "counts_released": self._counts_released}
+        """The accountant history and the released (noisy) counts - never the secret
+        generators' seeds or states."""
+        released = self.released_counts
+        return {"history": [tuple(h) for h in self.accountant.history], "counts_released": self._counts_released,
+                "released_counts": None if released is None else released.tolist()}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore the accountant history and the released counts of a checkpoint (so the
+        counts stay one release, charged once), then draw fresh secret generators; calls
+        :attr:`on_restore` with the restored counts when both are set."""
         self.accountant.history = [tuple(h) for h in state["history"]]
         self._counts_released = state["counts_released"]
+        if state.get("released_counts") is not None:
+            self.released_counts = np.asarray(state["released_counts"], dtype=np.float64)
+            if self.on_restore is not None:
+                self.on_restore(self.released_counts)
+        self.reseed()
 
     def summary(self) -> dict[str, float]:
         return {
@@ -273,4 +366,59 @@ class CriticPrivacy:
             "sample_rate": self.sample_rate,
             "max_grad_norm": self.max_grad_norm,
             "histogram_noise": self.histogram_noise,
+        }
+
+    def ledger(self, public: list[dict[str, Any]], counts_what: str = "",
+               not_covered: tuple[str, ...] | list[str] = NOT_COVERED) -> dict[str, Any]:
+        """The privacy ledger, JSON-ready (see the module docstring).
+
+        Args:
+            public: the declared-public items, one dict per column and item
+                (``{"column", "what": "domain" | "bounds" | "row count", "source", ...}``).
+            counts_what: what the count release holds, in words.
+            not_covered: plain sentences; default :data:`NOT_COVERED`.
+
+        Returns:
+            ``{"epsilon", "epsilon_spent", "delta", "accountant", "releases", "public",
+            "not_covered", "reproducible": False, "not_reproducible_because"}``; each
+            release has ``name``, ``mechanism``, its noise, ``epsilon_share`` (the increase
+            of the composed epsilon when it was added; the shares sum to
+            ``epsilon_spent``), ``share_of_budget`` and ``what``.
+        """
+        history = [tuple(h) for h in self.accountant.history]
+        releases: list[dict[str, Any]] = []
+        done: list[tuple[float, float, int]] = []
+        before = 0.0
+        if self._counts_released and history:
+            done.append(history[0])
+            after = epsilon_of(done, self.delta, self.kind)
+            releases.append({
+                "name": "level counts", "mechanism": "Gaussian mechanism",
+                "noise_multiplier": self.histogram_noise, "sigma": self.count_noise_std,
+                "l2_sensitivity": math.sqrt(self.n_discrete), "epsilon_share": after,
+                "share_of_budget": after / self.epsilon,
+                "what": counts_what or f"the counts of every level of {self.n_discrete} discrete columns",
+            })
+            before, history = after, history[1:]
+        steps = int(sum(t for _, _, t in history))
+        total = epsilon_of(done + history, self.delta, self.kind)
+        releases.append({
+            "name": "critic gradients", "mechanism": "DP-SGD (Poisson-subsampled Gaussian)",
+            "noise_multiplier": self.noise_multiplier, "sigma": self.noise_multiplier * self.max_grad_norm,
+            "sample_rate": self.sample_rate, "steps": steps, "max_grad_norm": self.max_grad_norm,
+            "epsilon_share": total - before, "share_of_budget": (total - before) / self.epsilon,
+            "what": "the critic's per-row clipped gradients on Poisson-sampled real rows; the generator "
+                    "and every sampled row are post-processing of them",
+        })
+        return {
+            "epsilon": self.epsilon,
+            "epsilon_spent": total,
+            "delta": self.delta,
+            "accountant": self.kind,
+            "unit": "one row of the train split (add/remove)",
+            "releases": releases,
+            "public": list(public),
+            "not_covered": list(not_covered),
+            "reproducible": False,
+            "not_reproducible_because": NOT_REPRODUCIBLE_BECAUSE,
         }

@@ -24,6 +24,13 @@ they are written to a temporary file and renamed, so a kill never leaves a torn 
 :meth:`GANLoop.run` resumes from the latest checkpoint in ``checkpoint_dir`` whose
 ``fingerprint`` matches (same data and settings) and, on CPU, continues exactly as the
 uninterrupted run would have.
+
+A checkpoint holds only tensors (weights, optimizer moments, ``torch.Generator`` states)
+and plain values (numbers, strings, lists, dicts: a numpy generator's state, the
+history; numpy values are converted to Python ones on save), and is read with
+``torch.load(weights_only=True)``: a checkpoint holding any other object - a planted
+pickle payload - is skipped with a warning naming the file, never executed, and training
+resumes from the previous good checkpoint or from scratch.
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,6 +52,7 @@ from synthgen.training.callbacks import CallbackList
 log = logging.getLogger(__name__)
 
 _CKPT = re.compile(r"checkpoint-(\d{6})\.pt$")
+_CHECKPOINT_KEYS = frozenset({"fingerprint", "epoch", "history", "generator", "critic", "opt_g", "opt_d", "rngs"})
 
 
 class GANLoss(Protocol):
@@ -204,13 +213,13 @@ class GANLoop:
             "fingerprint": self.fingerprint,
             "epoch": result.epochs_run,
             "stopped_early": result.stopped_early,
-            "history": result.history,
+            "history": _plain(result.history),
             "generator": self.generator.state_dict(),
             "critic": self.critic.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
-            "rngs": rng_states,
-            "privacy": self.privacy.state_dict() if self.privacy is not None else None,
+            "rngs": _plain(rng_states),
+            "privacy": _plain(self.privacy.state_dict()) if self.privacy is not None else None,
             "extra": {name: m.state_dict() for name, m in self.extra_modules.items()},
         }
 
@@ -234,10 +243,15 @@ class GANLoop:
 
     def _resume(self, result: LoopResult) -> int:
         for path in reversed(self._checkpoints()):
-            try:
-                state = torch.load(path, map_location="cpu", weights_only=False)
-            except Exception as exc:  # a torn or foreign file: try the previous one
-                log.warning("checkpoint %s unreadable (%s); skipped", path, exc)
+            try:  # weights_only: tensors and plain values; any other object is refused, not built
+                state = torch.load(path, map_location="cpu", weights_only=True)
+            except Exception as exc:  # a planted pickle, a torn or a foreign file: try the previous one
+                reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                log.warning("checkpoint %s cannot be loaded safely (%s); skipped", path, reason)
+                continue
+            missing = _CHECKPOINT_KEYS - set(state) if isinstance(state, dict) else _CHECKPOINT_KEYS
+            if missing:
+                log.warning("checkpoint %s is not a synthgen checkpoint (no %s); skipped", path, sorted(missing))
                 continue
             if state.get("fingerprint") != self.fingerprint:
                 log.warning("checkpoint %s is from other data or settings; starting afresh", path)
@@ -246,7 +260,7 @@ class GANLoop:
             self.critic.load_state_dict(state["critic"])
             self.opt_g.load_state_dict(state["opt_g"])
             self.opt_d.load_state_dict(state["opt_d"])
-            for name, (kind, st) in state["rngs"].items():
+            for name, (kind, st) in state["rngs"].items():  # torch: a uint8 tensor; numpy: a dict
                 gen = self.rngs[name]
                 if kind == "torch":
                     gen.set_state(st)
@@ -262,3 +276,18 @@ class GANLoop:
             return self.epochs if result.stopped_early else int(state["epoch"])
         return 0
 
+
+def _plain(value: Any) -> Any:
+    """``value`` with numpy scalars as Python numbers and numpy arrays as lists (containers
+    kept, tensors untouched): what ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, tuple):
+        return tuple(_plain(v) for v in value)
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    return value

@@ -27,6 +27,9 @@ With ``public_modes=True`` (used under differential privacy) nothing is fitted f
 the values: modes are ``max_modes`` evenly spaced Gaussians over the public range of
 each column (the schema's min/max) and each value takes its nearest mode, a per-row
 function that costs no privacy budget.
+
+A fitted normalizer is saved as JSON (:meth:`ModeNormalizer.to_dict` /
+:meth:`ModeNormalizer.from_dict`; no pickle).
 """
 
 from __future__ import annotations
@@ -131,12 +134,19 @@ class ModeNormalizer:
         self.seed = seed
 
     # -- fitting -------------------------------------------------------------------
-    def fit(self, frame: pd.DataFrame, discrete_columns: list[str]) -> ModeNormalizer:
-        """Learn modes and level sets. Returns ``self``."""
+    def fit(self, frame: pd.DataFrame, discrete_columns: list[str],
+            levels: dict[str, list[str]] | None = None) -> ModeNormalizer:
+        """Learn modes and level sets. Returns ``self``.
+
+        ``levels``: a discrete column's full level set (public, under differential
+        privacy), kept even where a level does not occur in ``frame``; default ``None``
+        (the levels seen in ``frame``)."""
         self.discrete_columns_ = [c for c in frame.columns if c in set(discrete_columns)]
         self.continuous_columns_ = [c for c in frame.columns if c not in set(discrete_columns)]
         self.columns_ = list(frame.columns)
-        self.levels_ = {c: sorted(pd.unique(frame[c].astype(str))) for c in self.discrete_columns_}
+        given = levels or {}
+        self.levels_ = {c: sorted(set(pd.unique(frame[c].astype(str))) | set(given.get(c, ())))
+                        for c in self.discrete_columns_}
         values = frame[self.continuous_columns_].to_numpy(dtype=np.float64)
         if self.public_modes:
             self._fit_public()
@@ -316,3 +326,51 @@ class ModeNormalizer:
         for i, span in enumerate(self.spans[c:]):
             hot[:, i] = span.start + wide[:, span.start : span.start + span.size].argmax(axis=1)
         return self.decode_hot(wide[:, :c], hot)
+
+    # -- persistence ------------------------------------------------------------------------
+    _SETTINGS = ("max_modes", "weight_threshold", "sparsity", "fit_rows", "n_iter", "public_modes", "seed")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted normalizer as plain JSON values (no pickle): the constructor settings,
+        the column roles and levels, and each continuous column's mixture (``means``,
+        ``stds``, ``weights``, ``active``: ``(columns, max_modes)`` nested lists). The
+        layout (spans, positions) is derived again on load."""
+        settings = {name: getattr(self, name) for name in self._SETTINGS}
+        bounds = None if self.bounds is None else {c: [float(lo), float(hi)] for c, (lo, hi) in self.bounds.items()}
+        return {
+            **{k: (v.item() if isinstance(v, np.generic) else v) for k, v in settings.items()},
+            "bounds": bounds,
+            "columns": list(self.columns_),
+            "discrete_columns": list(self.discrete_columns_),
+            "continuous_columns": list(self.continuous_columns_),
+            "levels": {c: list(v) for c, v in self.levels_.items()},
+            "means": self.means_.tolist(),
+            "stds": self.stds_.tolist(),
+            "weights": self.weights_.tolist(),
+            "active": self.active_.tolist(),
+        }
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> ModeNormalizer:
+        """The normalizer described by :meth:`to_dict`; it encodes and decodes exactly as
+        the one saved.
+
+        Raises:
+            KeyError, ValueError, TypeError: a missing key or arrays of the wrong shape.
+        """
+        bounds = state["bounds"]
+        norm = cls(**{name: state[name] for name in cls._SETTINGS},
+                   bounds=None if bounds is None else {c: (float(lo), float(hi)) for c, (lo, hi) in bounds.items()})
+        norm.columns_ = list(state["columns"])
+        norm.discrete_columns_ = list(state["discrete_columns"])
+        norm.continuous_columns_ = list(state["continuous_columns"])
+        norm.levels_ = {c: list(levels) for c, levels in state["levels"].items()}
+        if set(norm.levels_) != set(norm.discrete_columns_):
+            raise ValueError("levels do not match the discrete columns")
+        shape = (len(norm.continuous_columns_), int(norm.max_modes))
+        norm.means_ = np.asarray(state["means"], dtype=np.float64).reshape(shape)
+        norm.stds_ = np.asarray(state["stds"], dtype=np.float64).reshape(shape)
+        norm.weights_ = np.asarray(state["weights"], dtype=np.float64).reshape(shape)
+        norm.active_ = np.asarray(state["active"], dtype=bool).reshape(shape)
+        norm._build_layout()  # the active modes are already in front: the order is kept
+        return norm

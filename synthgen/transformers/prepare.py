@@ -18,10 +18,24 @@ every tabular backend:
 * Id columns are regenerated as fresh keys; constant columns are refilled.
 * Numbers are clipped to the observed range; integers are rounded; dtypes and column
   order are restored.
+* ``private=True`` (differential privacy, see :mod:`synthgen.training.dp`): nothing is
+  fitted on the real values; only the schema, declared public, is read. Levels are the
+  schema's level set in sorted order (never chosen or ordered by frequency; more levels
+  than ``max_categories`` is a ``ConfigError``), missing numbers are imputed with the
+  midpoint of the schema's ``min``/``max`` (a numeric column without them is a
+  ``ConfigError`` naming it), and missingness is always modelled jointly, whatever
+  ``joint_missing`` says: a column the schema marks as possibly missing
+  (``missing_rate > 0``) gets its ``__nan__`` level (categories) or its
+  ``<name>__missing`` flag (numbers), so missing rates reach the model only through the
+  noisy level counts - no real median, mode or missing rate is used.
+
+A fitted preparer is saved as JSON: :meth:`TablePreparer.to_dict` /
+:meth:`TablePreparer.from_dict` (no pickle, so loading one never runs code).
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 from collections.abc import Iterable
 from typing import Any
@@ -30,6 +44,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.data.schema import ColumnSpec, TableSchema, coerce_column
+from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +58,33 @@ class TablePreparer:
 
     Args:
         schema: the table schema (column kinds, levels, ranges).
-        max_categories: levels kept per categorical; rarer ones are pooled.
+        max_categories: levels kept per categorical; rarer ones are pooled. Default 500.
+        joint_missing: model missingness as levels/flags (default ``True``) or re-insert
+            it independently at each column's training rate (``False``).
+        private: differential privacy: fit nothing on the real values (see the module
+            docstring). Default ``False``.
+
+    Fitted attributes: ``medians_`` (the imputation value of each numeric column: its
+    median, or under ``private`` the midpoint of its public range), ``missing_cols_``,
+    ``kept_levels_``, ``rare_levels_``.
     """
 
-    def __init__(self, schema: TableSchema, max_categories: int = 500, joint_missing: bool = True):
+    def __init__(self, schema: TableSchema, max_categories: int = 500, joint_missing: bool = True,
+                 private: bool = False):
         self.schema = schema
         self.max_categories = max_categories
         self.joint_missing = joint_missing
+        self.private = private
+
+    @property
+    def is_private(self) -> bool:
+        """Whether this preparer was fitted under differential privacy (``private``)."""
+        return bool(getattr(self, "private", False))  # preparers saved before the flag: no
+
+    @property
+    def models_missingness(self) -> bool:
+        """Missingness is modelled as levels/flags (``joint_missing`` or ``private``)."""
+        return self.joint_missing or self.is_private
 
     # -- fitting -------------------------------------------------------------------
     def fit(self, table: pd.DataFrame) -> TablePreparer:
@@ -57,6 +92,8 @@ class TablePreparer:
         self.missing_cols_: list[str] = []
         self.kept_levels_: dict[str, list[str]] = {}
         self.rare_levels_: dict[str, tuple[list[str], list[float]]] = {}
+        if self.is_private:
+            return self._fit_public(table)
         for spec in self._modelled():
             values = self._numeric_or_text(table[spec.name], spec)
             if spec.discrete:
@@ -75,6 +112,54 @@ class TablePreparer:
                 if values.isna().any() and self.joint_missing:
                     self.missing_cols_.append(spec.name)
         return self
+
+    def _fit_public(self, table: pd.DataFrame) -> TablePreparer:
+        """The ``private`` fit: levels, imputation values and missing flags from the schema
+        only; the table is read just to check that its values lie in the public domain."""
+        for spec in self._modelled():
+            may_be_missing = spec.missing_rate > 0
+            if spec.discrete:
+                domain = self.public_domain(spec)
+                if len(domain) >= self.max_categories:
+                    raise ConfigError(
+                        f"column {spec.name!r} has {len(domain)} levels, not below data.max_categories="
+                        f"{self.max_categories}; under differential privacy levels are not chosen by frequency, "
+                        "so raise data.max_categories above the column's levels"
+                    )
+                levels = domain + ([NAN] if may_be_missing else [])
+                outside = ~self._numeric_or_text(table[spec.name], spec).isin(set(levels))
+                if outside.any():
+                    raise DataError(
+                        f"column {spec.name!r}: {int(outside.sum())} training values are not levels of the "
+                        "schema (the public domain under differential privacy); re-run ingest"
+                    )
+                self.kept_levels_[spec.name] = levels
+            else:
+                if spec.min is None or spec.max is None:
+                    raise ConfigError(
+                        f"column {spec.name!r} has no public bounds (schema min/max): under differential "
+                        "privacy every numeric range must be public (data.public_bounds) - set them in "
+                        "the schema or leave the column out"
+                    )
+                self.medians_[spec.name] = (float(spec.min) + float(spec.max)) / 2
+                if may_be_missing:
+                    self.missing_cols_.append(spec.name)
+        return self
+
+    def public_domain(self, spec: ColumnSpec) -> list[str]:
+        """The prepared levels of discrete ``spec`` that the schema declares, sorted (no
+        frequency order), without the missing level."""
+        if not spec.categories:
+            raise ConfigError(f"column {spec.name!r} has no level set in the schema; under differential "
+                              "privacy the levels of every categorical column must be public")
+        return sorted(set(self._numeric_or_text(pd.Series(spec.categories, dtype=object), spec)) - {NAN})
+
+    def public_levels(self) -> dict[str, list[str]]:
+        """Every discrete prepared column's full level set (its levels, and ``"0"``, ``"1"``
+        for missing flags), whether or not a level occurs in the data."""
+        out = {name: list(levels) for name, levels in self.kept_levels_.items()}
+        out.update({f"{name}{MISSING_SUFFIX}": ["0", "1"] for name in self.missing_cols_})
+        return out
 
     def _modelled(self) -> list[ColumnSpec]:
         return [c for c in self.schema.columns if c.modelled]
@@ -107,7 +192,7 @@ class TablePreparer:
             values = self._numeric_or_text(table[spec.name], spec)
             if spec.discrete:
                 kept = self.kept_levels_[spec.name]
-                if not self.joint_missing:
+                if not self.models_missingness:
                     values = values.where(values != NAN, kept[0] if kept else NAN)
                 out[spec.name] = values.where(values.isin(set(kept)), OTHER).to_numpy(dtype=object)
             else:
@@ -143,7 +228,7 @@ class TablePreparer:
             else:
                 out[spec.name] = self._decode_numeric(prepared, spec)
         frame = pd.DataFrame(out)[self.schema.names]
-        if not self.joint_missing:
+        if not self.models_missingness:
             for spec in self._modelled():
                 if spec.missing_rate > 0 and spec.name not in set(protect):
                     blank = rng.random(n) < spec.missing_rate
@@ -197,3 +282,65 @@ class TablePreparer:
             return values.astype(dtype)
         except (TypeError, ValueError):
             return values
+
+    # -- persistence ----------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """The fitted preparer as plain JSON values, for a model directory (no pickle).
+
+        ``schema`` is :meth:`~synthgen.data.schema.TableSchema.to_dict`; every other
+        attribute (the settings and each fitted ``*_`` attribute) is kept under its own
+        name, numpy values as Python ones and tuples as lists.
+
+        Raises:
+            TypeError: an attribute holds a value JSON cannot carry (named in the message).
+        """
+        state = {name: _plain(value, name) for name, value in vars(self).items() if name != "schema"}
+        return {"schema": self.schema.to_dict(), **state}
+
+    @classmethod
+    def from_dict(cls, state: dict[str, Any]) -> TablePreparer:
+        """The preparer described by :meth:`to_dict`; it transforms and decodes exactly as
+        the one saved (the same ``rng`` gives the same rows).
+
+        Raises:
+            ValueError: no ``schema``, or a key that is not a plain attribute name (one
+                naming a method or property of the class is refused).
+        """
+        if not isinstance(state, dict) or "schema" not in state:
+            raise ValueError("a saved TablePreparer needs a 'schema'")
+        preparer = cls.__new__(cls)
+        preparer.schema = TableSchema.from_dict(state["schema"])
+        for name, value in state.items():
+            if name == "schema":
+                continue
+            if not isinstance(name, str) or not name.isidentifier() or name.startswith("__"):
+                raise ValueError(f"a saved TablePreparer cannot set {name!r}")
+            member = inspect.getattr_static(cls, name, None)
+            if callable(member) or isinstance(member, (property, classmethod, staticmethod)):
+                raise ValueError(f"a saved TablePreparer cannot set {name!r} (a method or property)")
+            setattr(preparer, name, value)
+        return preparer
+
+
+def _plain(value: Any, name: str) -> Any:
+    """``value`` as JSON-ready Python values (numpy scalars and arrays converted, tuples as
+    lists); ``name`` is the attribute it belongs to, for the error.
+
+    Raises:
+        TypeError: a value JSON cannot carry, or a mapping key that is not a string.
+    """
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, (np.bool_, np.integer, np.floating)):
+        return value.item()
+    if isinstance(value, (int, float)):
+        return value
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist(), name)
+    if isinstance(value, (list, tuple)):
+        return [_plain(v, name) for v in value]
+    if isinstance(value, dict):
+        if not all(isinstance(k, str) for k in value):
+            raise TypeError(f"TablePreparer.{name}: mapping keys must be strings to be saved as JSON")
+        return {k: _plain(v, name) for k, v in value.items()}
+    raise TypeError(f"TablePreparer.{name}: a {type(value).__name__} cannot be saved as JSON")

@@ -78,11 +78,23 @@ def test_legacy_params_files_still_run_through_the_cli(tmp_path):
 
 @pytest.mark.parametrize("family", ["tabular_gan", "ctgan", "image_cgan"])
 def test_legacy_model_directories_still_sample_through_the_cli(tmp_path, family):
+    """A model directory synthgen 0.1.0 pickled is refused with the command that converts it;
+    `synthgen upgrade-model` converts it (a copy, in place) once, and then it samples."""
     model = tmp_path / "model"
     shutil.copytree(LEGACY / f"model_{family}", model)
     out = tmp_path / ("images" if family == "image_cgan" else "rows.csv")
     where = ["--where", "label=3"] if family == "image_cgan" else ["--where", "species=Gentoo"]
-    result = _cli("sample", "--model", str(model), "--rows", "12", "--seed", "1", "--out", str(out), *where)
+    sample = ["sample", "--model", str(model), "--rows", "12", "--seed", "1", "--out", str(out),
+              "--allow-unvalidated", *where]  # a bare model directory has no verdict beside it
+    refused = _cli(*sample)
+    assert refused.returncode == 2 and "Traceback" not in refused.stderr, refused.stderr[-2000:]
+    assert (f"synthgen: error: {model}: saved by an older synthgen as a pickle, which can run code when loaded; "
+            f"if you trust it, convert it once with `synthgen upgrade-model --model {model}`") in refused.stderr
+    assert not out.exists()
+    upgraded = _cli("upgrade-model", "--model", str(model))
+    assert upgraded.returncode == 0, upgraded.stderr[-2000:]
+    assert "runs no code" in upgraded.stdout and not list(model.glob("*.pkl"))
+    result = _cli(*sample)
     assert result.returncode == 0, result.stderr[-2000:]
     if family == "image_cgan":
         labels = pd.read_csv(out / "labels.csv")

@@ -228,7 +228,7 @@ def test_pipeline_logs_to_a_shared_mlflow_server(mlflow_server, tmp_path):
 
 # -- shared DVC storage ----------------------------------------------------------------
 CACHED_OUTS = ["data/train.parquet", "data/holdout.parquet", "model/synthesizer.json", "model/ctgan.pt",
-               "model/preparer.pkl", "synthetic.parquet", "published/synthetic.parquet"]
+               "model/preparer.json", "synthetic.parquet", "published/synthetic.parquet"]
 
 
 @pytest.mark.slow

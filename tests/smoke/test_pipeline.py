@@ -80,6 +80,10 @@ def test_passing_run_is_published(finished_run):
     published = tmp / "out" / "published"
     assert sorted(p.name for p in published.iterdir()) == [
         "DATASHEET.md", "manifest.json", "report.html", "synthetic.parquet"]
+    public = (published / "report.html").read_text()  # the public report: no real-vs-synthetic figure
+    assert public == (tmp / "out" / "report_public.html").read_text() and "Verdict: PASSED" in public
+    assert 'alt="synthetic column bill_length_mm"' in public and 'alt="column ' not in public
+    assert 'alt="pair-trend heatmap"' not in public
 
 def test_failing_thresholds_exit_1(finished_run):
     tmp, _, _ = finished_run

@@ -1,10 +1,12 @@
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from synthgen.config import DataConfig
-from synthgen.data.ingest import ingest, read_table, split_holdout
-from synthgen.data.schema import TableSchema, infer_schema
+from synthgen.data.ingest import RARE_LEVEL, ingest, pool_rare_levels, read_table, split_holdout, surrogate_keys
+from synthgen.data.schema import FREE_TEXT_CHARS, ID_UNIQUE_SHARE, TableSchema, infer_schema
 from synthgen.errors import ConfigError, DataError
 
 
@@ -96,7 +98,7 @@ def test_bad_files_get_clear_errors(tmp_path, content, fragment):
 
 def test_latin1_file_reads_with_declared_encoding(tmp_path):
     path = tmp_path / "latin.csv"
-    rows = "".join(f"caf\xe9,{i % 3}\nthe,{i}\n" for i in range(10))
+    rows = "".join(f"caf\xe9,{i % 3}\nthe,{i}\n" for i in range(40))  # 40: café is not a rare level
     path.write_bytes(("name,v\n" + rows).encode("latin-1"))
     schema, train, _ = ingest(DataConfig(path=str(path), encoding="latin-1"))
     assert "caf\xe9" in set(train["name"])
@@ -131,3 +133,96 @@ def test_schema_statistics_come_from_the_train_split_only(tmp_path):
     assert schema["income"].min == train["income"].min() and schema["income"].max == train["income"].max()
     assert schema["score"].missing_rate == pytest.approx(train["score"].isna().mean())
     assert schema.n_rows == len(train) == 70
+
+
+def test_identifier_like_text_is_an_id_not_a_category():
+    n = 100
+    emails = [f"user{i}@mail.example" for i in range(n)]
+    emails[1] = emails[0]  # one duplicate: not all unique, still an identifier
+    half = int(n * ID_UNIQUE_SHARE)  # exactly at the threshold: 50 distinct of 100
+    frame = pd.DataFrame({
+        "email": emails,
+        "surname": [f"name{i % 40}" for i in range(n)],  # 40% distinct: a category (then pooled)
+        "at_threshold": [f"v{i % half}" for i in range(n)],
+        "review": [f"{'a long free text review that says little ' * 2}{i % 5}" for i in range(n)],
+        "y": range(n),
+    })
+    frame.loc[2::3, "email"] = None  # missing values do not hide an identifier
+    schema = infer_schema(frame)
+    assert schema["email"].kind == "id" and "identifier-like" in schema["email"].note
+    assert schema["surname"].kind == "categorical" and schema["at_threshold"].kind == "categorical"
+    assert len(frame["review"][0]) >= FREE_TEXT_CHARS  # long values are free text even when repeated
+    assert schema["review"].kind == "id" and "free text" in schema["review"].note
+    # a few values are too few to call identifiers; a params override wins
+    assert infer_schema(frame.head(15))["email"].kind == "categorical"
+    assert infer_schema(frame, overrides={"email": "categorical"})["email"].kind == "categorical"
+
+
+def test_surrogate_keys_keep_equality_and_drop_the_values():
+    text = pd.Series(["b@x", "a@x", "b@x", None, "c@x"])
+    assert surrogate_keys(text).tolist() == ["id-00000001", "id-00000002", "id-00000001", None, "id-00000003"]
+    numbers = pd.Series([905, 17, 905, 3])
+    keys = surrogate_keys(numbers)
+    assert keys.dtype == "int64" and keys.tolist() == [1, 2, 1, 3]
+    assert surrogate_keys(pd.Series([5.0, np.nan, 5.0])).tolist()[0::2] == [1, 1]
+
+
+def planted_frame(n: int = 200) -> pd.DataFrame:
+    """Levels seen exactly 10, 9 and 1 time(s) plus a common one, and a boolean and a target
+    with a rare value; row order is the split order used by pool_rare_levels below."""
+    city = ["ten"] * 10 + ["nine"] * 9 + [f"once{i}" for i in range(5)]
+    city += ["common"] * (n - len(city))
+    return pd.DataFrame({
+        "city": city,
+        "flag": [True] * 3 + [False] * (n - 3),
+        "cls": ["rare_class"] * 4 + ["a", "b"] * ((n - 4) // 2),
+        "x": np.arange(n, dtype=float),
+    })
+
+
+def test_pooling_respects_the_count_threshold_and_exemptions():
+    frame = planted_frame()
+    schema = infer_schema(frame, target="cls")
+    holdout = pd.DataFrame({"city": ["ten", "nine", "unseen", None], "flag": [True] * 4,
+                            "cls": ["a"] * 4, "x": [1.0] * 4})
+    train, held = pool_rare_levels(schema, frame, holdout, min_count=10)
+    assert set(train["city"]) == {"ten", "common", RARE_LEVEL}
+    assert (train["city"] == RARE_LEVEL).sum() == 14  # 9 + 5 once-seen
+    assert held["city"].tolist()[:3] == ["ten", RARE_LEVEL, RARE_LEVEL] and held["city"].isna().iloc[3]
+    assert train["flag"].equals(frame["flag"]) and train["cls"].equals(frame["cls"])  # exempt
+    assert frame["city"].iloc[10] == "nine"  # the inputs are not modified
+    off, _ = pool_rare_levels(schema, frame, holdout, min_count=1)
+    assert off["city"].equals(frame["city"])
+
+
+def test_ingest_pools_rare_levels_before_the_schema_and_hides_ids(tmp_path):
+    rng = np.random.default_rng(0)
+    n = 300
+    rare = [f"Rarename{i}" for i in range(60)]
+    frame = pd.DataFrame({
+        "surname": rng.permutation(rare * 2 + ["Smith"] * (n - 120)),
+        "email": [f"person{i}@mail.example" for i in range(n)],
+        "rating": rng.permutation([1] * 4 + [2, 3, 4] * ((n - 4) // 3) + [2] * ((n - 4) % 3)),
+        "code": rng.permutation([7] * 3 + [8] * (n - 3)),
+        "y": rng.choice(["p", "q"], n),
+    })
+    path = tmp_path / "people.csv"
+    frame.to_csv(path, index=False)
+    cfg = DataConfig(path=str(path), target="y", columns={"code": "categorical"})
+    schema, train, holdout = ingest(cfg)
+    assert set(schema["surname"].categories) == {"Smith", RARE_LEVEL}  # no rare name is listed
+    for split in (train, holdout):
+        assert set(split["surname"]) <= {"Smith", RARE_LEVEL}
+        assert split["email"].str.fullmatch(r"id-\d{8}").all()
+    assert "pooled" in schema["surname"].note and "Rarename" not in json.dumps(schema.to_dict())
+    assert "person" not in json.dumps(schema.to_dict())
+    assert schema["email"].kind == "id" and schema["email"].categories is None
+    assert schema["rating"].kind == "integer"  # an inferred integer category with a rare level: a number
+    assert schema["code"].kind == "categorical" and set(schema["code"].categories) == {"8", RARE_LEVEL}
+    kept, _, _ = ingest(DataConfig(path=str(path), target="y", min_level_count=1))
+    assert "Rarename0" in kept["surname"].categories and kept["rating"].kind == "categorical"
+
+
+def test_min_level_count_must_be_positive():
+    with pytest.raises(ValueError, match="min_level_count"):
+        DataConfig(path="x.csv", min_level_count=0)

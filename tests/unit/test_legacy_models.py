@@ -1,8 +1,12 @@
-"""Models saved before the restructure of issue 13 still load and sample.
+"""Models saved by synthgen 0.1.0 (pickles) are refused, then convert once and sample.
 
-``tests/fixtures/legacy/model_*`` were written by synthgen 0.1.0, whose saved config is
+``tests/fixtures/legacy/model_*`` were written by synthgen 0.1.0: pickled files
+(``transformers.pkl``, ``preparer.pkl``, pickled ``.pt``), and a saved config that is
 one flat ``model`` section (table models carry ``augment: ada``, ``ema`` ...). Loading
-keeps only each family's options, silently, and never writes to the model directory.
+one is refused with a ModelError naming ``synthgen upgrade-model`` (issue 14);
+``upgrade_model`` to a new directory converts it (the fixtures are never written); the
+converted model keeps the old record, keeps only each family's options, silently, samples
+exactly as the old one did, and saves again.
 """
 
 from __future__ import annotations
@@ -16,9 +20,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import synthgen
 from synthgen.config import ImageModelConfig, TabularModelConfig
-from synthgen.synthesizers import REGISTRY
+from synthgen.errors import ModelError
+from synthgen.synthesizers import REGISTRY, load, upgrade_model
+from synthgen.synthesizers.persistence import legacy_message
 
 LEGACY = Path(__file__).resolve().parents[1] / "fixtures" / "legacy"
 
@@ -32,29 +37,37 @@ def _digest(directory: Path) -> str:
     return h.hexdigest()
 
 
-def _load(name: str):
+def _load(name: str, tmp_path: Path):
+    """Refused as it is; converted to ``tmp_path/upgraded`` and loaded from there."""
     directory = LEGACY / f"model_{name}"
     before = _digest(directory)
+    with pytest.raises(ModelError) as refused:
+        load(directory)
+    assert str(refused.value) == legacy_message(directory)
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)  # an old key is renamed silently on load
-        model = synthgen.load(directory)
+        upgraded = upgrade_model(directory, tmp_path / "upgraded")
+        model = load(upgraded)
     assert _digest(directory) == before
     meta = json.loads((directory / "synthesizer.json").read_text())
+    assert json.loads((upgraded / "synthesizer.json").read_text()) == {**meta, "format": 2}
+    assert not list(upgraded.glob("*.pkl"))
     assert type(model) is REGISTRY[name] and model.name == name
     return model, meta
 
 
 def _resave(model, meta: dict, tmp_path: Path):
-    """Saved again, the meta file has the old keys in the old order; the copy loads."""
+    """Saved again, the meta file has the old keys in the old order, with ``format`` after
+    ``name``; the copy loads."""
     model.save(tmp_path / "again")
     resaved = json.loads((tmp_path / "again" / "synthesizer.json").read_text())
-    assert list(resaved) == list(meta)
-    return synthgen.load(tmp_path / "again")
+    assert list(resaved) == ["name", "format", *list(meta)[1:]]
+    return load(tmp_path / "again")
 
 
 @pytest.mark.parametrize("name", ["tabular_gan", "ctgan"])
 def test_legacy_table_models_load_and_sample(name, tmp_path):
-    model, meta = _load(name)
+    model, meta = _load(name, tmp_path)
     columns = [c["name"] for c in meta["schema"]["columns"]]
     assert type(model.config) is TabularModelConfig
     assert model.config.epochs == meta["config"]["epochs"] and model.config.pac == meta["config"]["pac"]
@@ -71,7 +84,7 @@ def test_legacy_table_models_load_and_sample(name, tmp_path):
 
 
 def test_legacy_image_model_loads_and_samples(tmp_path):
-    model, meta = _load("image_cgan")
+    model, meta = _load("image_cgan", tmp_path)
     assert type(model.config) is ImageModelConfig
     assert model.config.disc_augment == meta["config"]["augment"] == "diffaugment"
     assert model.config.ema == meta["config"]["ema"]

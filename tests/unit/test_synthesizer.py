@@ -85,7 +85,7 @@ def test_same_seed_same_bytes_and_save_load(fitted, tmp_path):
     assert first.getvalue() == second.getvalue()
     assert not fitted.sample(200, seed=8).equals(fitted.sample(200, seed=7))
     fitted.save(tmp_path / "model")
-    again = synthgen.load(tmp_path / "model")
+    again = synthgen.load(tmp_path / "model", allow_unvalidated=True)  # a bare directory: no verdict beside it
     pd.testing.assert_frame_equal(again.sample(200, seed=7), fitted.sample(200, seed=7))
 
 

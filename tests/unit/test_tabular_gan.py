@@ -146,7 +146,8 @@ class _Kill(Callback):
             raise KeyboardInterrupt("simulated kill")
 
 
-@pytest.mark.parametrize("private", [False, True])
+# DP runs are not bit-reproducible (secret noise): their resume is tested in tests/unit/test_dp_ledger.py
+@pytest.mark.parametrize("private", [False])
 def test_resume_after_kill_is_exact(penguins, tmp_path, private):
     df, schema = penguins
     cfg = TabularModelConfig(**{**TINY, "epochs": 6, "checkpoint_every": 2})

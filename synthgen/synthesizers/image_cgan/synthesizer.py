@@ -23,6 +23,7 @@ from synthgen.errors import ConditionError, DataError, ModelError
 from synthgen.synthesizers.base import Synthesizer
 from synthgen.synthesizers.image_cgan.loss import ImageGANLoss
 from synthgen.synthesizers.image_cgan.networks import ImageGenerator, ProjectionDiscriminator
+from synthgen.synthesizers.persistence import load_tensors, save_tensors
 from synthgen.training.callbacks import CallbackList
 from synthgen.training.device import resolve_device
 from synthgen.training.disc_augment import DiscriminatorAugment
@@ -30,7 +31,7 @@ from synthgen.training.loop import GANLoop, LoopResult
 
 log = logging.getLogger(__name__)
 
-MODEL_FILE = "image_cgan.pt"
+MODEL_FILE = "image_cgan.pt"  # plain tensors and values, read with weights_only=True
 
 #: Defaults of ``model.*`` for this family when params leave a field unset.
 FAMILY_DEFAULTS: dict[str, Any] = {
@@ -263,8 +264,9 @@ class ImageCGANSynthesizer(Synthesizer):
                 "channels": self.channels_}
 
     def _save(self, directory: Path) -> None:
-        torch.save({"ema": {k: v.cpu() for k, v in self.ema_.state_dict().items()},
-                    "options": asdict(self.options)}, directory / MODEL_FILE)
+        """:data:`MODEL_FILE`: the EMA generator's weights and the options, plain tensors and values."""
+        save_tensors({"ema": {k: v.detach().cpu() for k, v in self.ema_.state_dict().items()},
+                      "options": asdict(self.options)}, directory / MODEL_FILE)
 
     @classmethod
     def _from_meta(cls, meta: dict[str, Any], config: ModelConfig) -> ImageCGANSynthesizer:
@@ -275,11 +277,15 @@ class ImageCGANSynthesizer(Synthesizer):
         return model
 
     def _load(self, directory: Path) -> None:
+        state = load_tensors(directory / MODEL_FILE, self.name)
         try:
-            state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=False)
-        except FileNotFoundError as exc:
-            raise ModelError(f"{directory}: incomplete image_cgan model ({Path(exc.filename).name} missing)") from None
-        opts = state["options"]
+            self.restore_fitted(state)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{directory / MODEL_FILE}: corrupt ({type(exc).__name__}: {exc})") from None
+
+    def restore_fitted(self, state: dict[str, Any]) -> None:
+        """Set the fitted state from the dict :meth:`_save` writes to :data:`MODEL_FILE`."""
+        opts = dict(state["options"])
         opts["betas"] = tuple(opts["betas"])
         self.options = ImageCGANOptions(**opts)
         self.device_ = torch.device(resolve_device(self.config.device))

@@ -59,9 +59,14 @@ and the overwrite only touches the rare remainder.
 
 **Differential privacy** (``privacy.epsilon``): see :mod:`synthgen.training.dp`. The critic
 is trained with DP-SGD on Poisson-sampled rows (``pac`` = 1, logistic loss, no
-gradient penalty); the generator's conditions are drawn from DP-noised level counts;
-continuous modes are evenly spaced over the public ranges; missing numbers are
-imputed with the public range midpoint instead of the data's median.
+gradient penalty); the generator's conditions are drawn from DP-noised level counts,
+which also carry the missing rates (missingness is modelled as levels and flags under
+DP); continuous modes are evenly spaced over the public ranges; missing numbers are
+imputed with the public range midpoint, never the data's median. The noise and the
+Poisson sample come from unrecorded OS entropy, so a DP fit is not bit-reproducible.
+The privacy ledger (what is charged, what is declared public, what is not covered) is
+saved as ``privacy_ledger`` in ``synthesizer.json``'s ``extra``
+(:mod:`synthgen.synthesizers.tabular_gan.dp_ledger`).
 
 **Batch size**: rows are drawn with replacement per condition, so any batch works,
 but an explicit ``model.batch_size`` larger than the training table is a

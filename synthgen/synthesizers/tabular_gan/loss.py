@@ -4,6 +4,7 @@ logistic critic losses under differential privacy."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import torch
@@ -24,16 +25,25 @@ class TabularGANLoss:
     critic loss logistic (or WGAN with a lazy gradient penalty). Private: real rows are
     Poisson-sampled and conditioned on their own level in a random column; the critic
     returns per-sample logistic losses for DP-SGD.
+
+    ``poisson_mask(n)`` (required when ``private``): the boolean mask of the real rows
+    entering a step, drawn from a *secret* generator
+    (:meth:`synthgen.training.dp.CriticPrivacy.poisson_mask`), never from ``gen``, which
+    is seeded from ``model.seed``: amplification by subsampling assumes the sample is
+    secret. Under DP the logged ``loss_d`` is the critic's loss on the generated rows only
+    (its loss on the real rows is not privatised).
     """
 
     def __init__(self, gen_net: Generator, critic: nn.Module, ops: SpanOps, sampler: CondSampler,
                  alpha: torch.Tensor, hot: torch.Tensor, batch: int, embedding_dim: int,
                  options: TabularGANOptions, gen: torch.Generator, private: bool = False,
-                 sample_rate: float = 1.0):
+                 sample_rate: float = 1.0, poisson_mask: Callable[[int], torch.Tensor] | None = None):
+        if private and poisson_mask is None:
+            raise ValueError("a private loss needs poisson_mask (the secret Poisson sample)")
         self.G, self.D, self.ops, self.s = gen_net, critic, ops, sampler
         self.alpha, self.hot = alpha, hot
         self.batch, self.emb, self.o, self.gen = batch, embedding_dim, options, gen
-        self.private, self.q = private, sample_rate
+        self.private, self.q, self.poisson_mask = private, sample_rate, poisson_mask
         self.device = alpha.device
         self.has_cond = sampler.n_disc > 0
         self.wide = isinstance(critic, WideCritic)
@@ -119,7 +129,7 @@ class TabularGANLoss:
 
     def _critic_loss_private(self) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         n = len(self.alpha)
-        mask = torch.rand(n, generator=self.gen, device=self.device) < self.q
+        mask = self.poisson_mask(n)  # secret: never from self.gen
         rows = mask.nonzero().squeeze(1)
         b_fake = max(1, round(self.q * n))
         levels = self._levels(b_fake)
@@ -132,7 +142,9 @@ class TabularGANLoss:
         d = self.D(x)
         sign = torch.cat([-torch.ones(len(rows), device=self.device), torch.ones(b_fake, device=self.device)])
         per_sample = F.softplus(sign * d)
-        return per_sample, {"loss_d": per_sample.detach().mean()}
+        # logged (losses.csv, MLflow, the public report): the generated rows' part only - the
+        # real rows' loss is not privatised, so it must not leave the process
+        return per_sample, {"loss_d": per_sample.detach()[len(rows):].mean()}
 
     def generator_loss(self, step: int) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         b = self.batch

@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import math
-import pickle
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,9 @@ import torch
 
 from synthgen.config import TabularModelConfig
 from synthgen.errors import ConditionError, ConfigError, ModelError
+from synthgen.synthesizers.persistence import load_tensors, read_json, save_tensors, write_json
 from synthgen.synthesizers.tabular import TabularSynthesizer
+from synthgen.synthesizers.tabular_gan.dp_ledger import counts_what, public_items, public_schema
 from synthgen.synthesizers.tabular_gan.loss import TabularGANLoss
 from synthgen.synthesizers.tabular_gan.networks import Critic, Generator, WideCritic
 from synthgen.synthesizers.tabular_gan.sampling import CondSampler, SpanOps
@@ -27,7 +28,7 @@ from synthgen.training.callbacks import CallbackList
 from synthgen.training.device import resolve_device
 from synthgen.training.loop import GANLoop, LoopResult
 from synthgen.transformers.mode_normalizer import ModeNormalizer
-from synthgen.transformers.prepare import MISSING_SUFFIX
+from synthgen.transformers.prepare import MISSING_SUFFIX, TablePreparer
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,8 @@ FAMILY_DEFAULTS: dict[str, Any] = {
     "lr": 2e-4,
 }
 
-MODEL_FILE = "tabular_gan.pt"
+MODEL_FILE = "tabular_gan.pt"  # weights: plain tensors, read with weights_only=True
+TRANSFORMERS_FILE = "transformers.json"  # the fitted preparer and normalizer
 
 
 @dataclass
@@ -158,9 +160,10 @@ class TabularGANSynthesizer(TabularSynthesizer):
         self.gen_ = torch.Generator(device=device).manual_seed(seed)
         init_gen = torch.Generator().manual_seed(seed + 1)
         np_rng = np.random.default_rng(seed)
-        prepared = self._public_imputation(prepared) if private else prepared
+        # under DP the preparer fitted nothing on the values (public midpoints, levels, flags)
         self.normalizer_ = ModeNormalizer(public_modes=private, bounds=self._bounds(prepared), seed=seed)
-        self.normalizer_.fit(prepared, self.preparer_.discrete_columns)
+        self.normalizer_.fit(prepared, self.preparer_.discrete_columns,
+                             levels=self.preparer_.public_levels() if private else None)
         encoded = self.normalizer_.transform(prepared, np_rng)
         self.preprocess_seconds_ = time.perf_counter() - tick
         ops = SpanOps(self.normalizer_, device)
@@ -175,9 +178,8 @@ class TabularGANSynthesizer(TabularSynthesizer):
                 self.privacy.epsilon, self.privacy.delta, self.privacy.max_grad_norm, n, batch,
                 planned_steps=cfg.epochs * steps * opts.critic_steps, n_discrete=codes.shape[1],
                 accountant=self.privacy.accountant, noise_multiplier=self.privacy.noise_multiplier,
-                grad_sample_mode=self.privacy.grad_sample_mode,
-                generator=torch.Generator(device=device).manual_seed(seed + 2),
-            )
+                grad_sample_mode=self.privacy.grad_sample_mode, device=device,
+            )  # its noise, Poisson mask and count noise come from unrecorded OS entropy
             true_counts = np.bincount(codes.ravel(), minlength=self.normalizer_.cond_width)
             level_counts = priv.noisy_counts(true_counts)
         sampler = CondSampler(encoded, self.normalizer_, device, level_counts)
@@ -198,10 +200,15 @@ class TabularGANSynthesizer(TabularSynthesizer):
         alpha_t = torch.as_tensor(encoded.alpha, device=device)
         hot_t = torch.as_tensor(encoded.hot, device=device)
         loss = TabularGANLoss(self.generator_, d_module, ops, sampler, alpha_t, hot_t, batch, cfg.embedding_dim,
-                              opts, self.gen_, private=private, sample_rate=priv.sample_rate if priv else 1.0)
-        rngs: dict[str, Any] = {"torch": self.gen_, "numpy": np_rng}
-        if priv is not None and priv.generator is not None:
-            rngs["dp_noise"] = priv.generator
+                              opts, self.gen_, private=private, sample_rate=priv.sample_rate if priv else 1.0,
+                              poisson_mask=priv.poisson_mask if priv else None)
+        rngs: dict[str, Any] = {"torch": self.gen_, "numpy": np_rng}  # never the secret DP generators
+        if priv is not None:
+            def restore_counts(counts: np.ndarray) -> None:  # resume: the checkpoint's release, not a new one
+                loss.s = CondSampler(encoded, self.normalizer_, device, counts)
+                self.sampling_counts_ = np.clip(counts, 0, None)
+
+            priv.on_restore = restore_counts
         loop = GANLoop(
             loss, self.generator_, critic, opt_g, opt_d, epochs=cfg.epochs, steps_per_epoch=steps,
             critic_steps=opts.critic_steps, callbacks=callbacks, checkpoint_dir=self.checkpoint_dir,
@@ -216,8 +223,14 @@ class TabularGANSynthesizer(TabularSynthesizer):
         self.device_ = device
         self.batch_ = batch
         self.privacy_summary_ = priv.summary() if priv is not None else None
-        if priv is not None and hasattr(d_module, "_close"):
-            d_module._close()
+        if priv is not None:
+            self.privacy_ledger_ = priv.ledger(public_items(self.schema, self.preparer_, n),
+                                               counts_what=counts_what(self.normalizer_))
+            # the schema kept with the model: no real missing rate, no frequency order
+            self.schema = public_schema(self.schema, self.normalizer_, self.sampling_counts_)
+            self.preparer_.schema = self.schema
+            if hasattr(d_module, "_close"):
+                d_module._close()
 
     def _wide(self) -> bool:
         return self.normalizer_.cond_width >= self.options.wide_min_levels
@@ -231,40 +244,59 @@ class TabularGANSynthesizer(TabularSynthesizer):
         return Generator(cfg.embedding_dim + norm.cond_width, list(cfg.generator_dim), norm.width, gen)
 
     def _bounds(self, prepared: pd.DataFrame) -> dict[str, tuple[float, float]]:
+        """Each numeric column's range: the schema's ``min``/``max``; without them the
+        observed range, except under DP, where that is a :class:`ConfigError` naming the
+        column (the range must be public)."""
         out: dict[str, tuple[float, float]] = {}
         for spec in self.schema.columns:
             if spec.modelled and not spec.discrete and spec.name in prepared:
                 if spec.min is not None and spec.max is not None:
                     out[spec.name] = (float(spec.min), float(spec.max))
+                elif self.privacy.epsilon is not None:
+                    raise ConfigError(f"column {spec.name!r} has no public bounds (schema min/max); "
+                                      "under differential privacy every numeric range must be public")
                 else:
                     values = prepared[spec.name].to_numpy(dtype=float)
                     out[spec.name] = (float(values.min()), float(values.max()))
         return out
 
-    def _public_imputation(self, prepared: pd.DataFrame) -> pd.DataFrame:
-        prepared = prepared.copy()
-        for col, (lo, hi) in self._bounds(prepared).items():
-            flag = f"{col}{MISSING_SUFFIX}"
-            if flag in prepared:
-                prepared.loc[prepared[flag].astype(str) == "1", col] = (lo + hi) / 2
-        return prepared
-
     def _fingerprint(self, prepared: pd.DataFrame, batch: int, pac: int) -> str:
         h = hashlib.sha256()
-        h.update(json.dumps([self.config.model_dump(), self.privacy.model_dump(), asdict(self.options), batch, pac],
-                            sort_keys=True, default=str).encode())
+        parts: list[Any] = [self.config.model_dump(), self.privacy.model_dump(), asdict(self.options), batch, pac]
+        if self.privacy.epsilon is not None:
+            parts.append("dp: secret noise, released counts in the checkpoint")  # older DP checkpoints differ
+        h.update(json.dumps(parts, sort_keys=True, default=str).encode())
         h.update(pd.util.hash_pandas_object(prepared, index=False).to_numpy().tobytes())
         return h.hexdigest()
 
     def extra_meta(self) -> dict[str, Any]:
-        meta: dict[str, Any] = {"options": asdict(self.options)}
+        """Training facts, saved as ``extra`` in ``synthesizer.json`` and restored on load.
+
+        Under DP also the privacy summary (``epsilon_spent``, ``epsilon``, ``delta``, the
+        noise), ``privacy_ledger`` (see :meth:`synthgen.training.dp.CriticPrivacy.ledger`),
+        ``reproducible: False`` and ``not_reproducible_because``.
+        """
+        meta: dict[str, Any] = dict(getattr(self, "saved_extra_", None) or {})  # a loaded model's record
+        meta["options"] = asdict(self.options)
         res = getattr(self, "loop_result_", None)
         if res is not None:
             meta.update(epochs_run=res.epochs_run, stopped_early=res.stopped_early, resumed_from=res.resumed_from,
                         batch_size=self.batch_, preprocess_seconds=self.preprocess_seconds_)
         if getattr(self, "privacy_summary_", None):
             meta.update(self.privacy_summary_)
+        ledger = getattr(self, "privacy_ledger_", None)
+        if ledger:
+            meta.update(epsilon_spent=ledger["epsilon_spent"], privacy_ledger=ledger, reproducible=False,
+                        not_reproducible_because=ledger["not_reproducible_because"])
         return meta
+
+    @classmethod
+    def _from_meta(cls, meta: dict[str, Any], config: Any) -> TabularGANSynthesizer:
+        """The base's, keeping the saved ``extra`` (privacy ledger, epsilon spent) for
+        :meth:`extra_meta` of the loaded model."""
+        model = super()._from_meta(meta, config)
+        model.saved_extra_ = dict(meta.get("extra") or {})
+        return model
 
     # -- sample ------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -391,31 +423,42 @@ class TabularGANSynthesizer(TabularSynthesizer):
 
     # -- persistence ----------------------------------------------------------------------------
     def _save(self, directory: Path) -> None:
+        """:data:`MODEL_FILE`: plain tensors (weights, sampling counts) and values;
+        :data:`TRANSFORMERS_FILE`: the preparer and the normalizer as JSON."""
         state = {
-            "generator": {k: v.cpu() for k, v in self.generator_.state_dict().items()},
+            "generator": {k: v.detach().cpu() for k, v in self.generator_.state_dict().items()},
             "options": asdict(self.options),
-            "sampling_counts": self.sampling_counts_,
-            "batch": self.batch_,
+            "sampling_counts": torch.as_tensor(np.asarray(self.sampling_counts_)),
+            "batch": int(self.batch_),
         }
-        torch.save(state, directory / MODEL_FILE)
-        with open(directory / "transformers.pkl", "wb") as fh:
-            pickle.dump({"preparer": self.preparer_, "normalizer": self.normalizer_}, fh)
+        save_tensors(state, directory / MODEL_FILE)
+        write_json(directory / TRANSFORMERS_FILE,
+                   {"preparer": self.preparer_.to_dict(), "normalizer": self.normalizer_.to_dict()})
 
     def _load(self, directory: Path) -> None:
+        state = load_tensors(directory / MODEL_FILE, self.name)
+        parts = read_json(directory / TRANSFORMERS_FILE, self.name)
         try:
-            state = torch.load(directory / MODEL_FILE, map_location="cpu", weights_only=False)
-            with open(directory / "transformers.pkl", "rb") as fh:
-                parts = pickle.load(fh)
-        except FileNotFoundError as exc:
-            raise ModelError(f"{directory}: incomplete tabular_gan model ({exc.filename} missing)") from None
-        opts = state["options"]
+            preparer = TablePreparer.from_dict(parts["preparer"])
+            normalizer = ModeNormalizer.from_dict(parts["normalizer"])
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelError(f"{directory / TRANSFORMERS_FILE}: corrupt ({type(exc).__name__}: {exc})") from None
+        try:
+            self.restore_fitted(state, preparer, normalizer)
+        except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+            raise ModelError(f"{directory / MODEL_FILE}: corrupt ({type(exc).__name__}: {exc})") from None
+
+    def restore_fitted(self, state: dict[str, Any], preparer: Any, normalizer: ModeNormalizer) -> None:
+        """Set the fitted state from the dict :meth:`_save` writes to :data:`MODEL_FILE`
+        (``sampling_counts`` a tensor or an array), the fitted preparer and normalizer."""
+        opts = dict(state["options"])
         opts["betas"] = tuple(opts["betas"])
         self.options = TabularGANOptions(**opts)
-        self.normalizer_ = parts["normalizer"]
+        self.normalizer_ = normalizer
         self.device_ = torch.device(resolve_device(self.config.device))
         self.generator_ = self._make_generator(torch.Generator()).to(self.device_)
         self.generator_.load_state_dict(state["generator"])
         self.generator_.eval()
-        self.sampling_counts_ = state["sampling_counts"]
-        self.batch_ = state["batch"]
-        self.preparer_ = parts["preparer"]
+        self.sampling_counts_ = torch.as_tensor(state["sampling_counts"]).numpy()
+        self.batch_ = int(state["batch"])
+        self.preparer_ = preparer
