@@ -40,14 +40,19 @@ def _cell(text: Any) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
-def _column_row(spec: Any) -> str:
+def _column_row(spec: Any, private: bool = False) -> str:
+    """One schema row. ``private`` (a DP run): only what the privacy ledger declares public -
+    levels in sorted order (not by real frequency), ranges, whether a column may be missing
+    (not its real missing rate)."""
+    levels = sorted(map(str, spec.categories)) if private and spec.categories else spec.categories
     if spec.categories:
-        shown = ", ".join(map(str, spec.categories[:6])) + (f" (+{len(spec.categories) - 6})" if len(spec.categories) > 6 else "")
+        shown = ", ".join(map(str, levels[:6])) + (f" (+{len(levels) - 6})" if len(levels) > 6 else "")
     elif spec.min is not None and spec.max is not None:
         shown = f"{_fmt(spec.min)} .. {_fmt(spec.max)}"
     else:
         shown = ""
-    return f"| {_cell(spec.name)} | {spec.kind} | {spec.dtype} | {spec.missing_rate:.1%} | {_cell(shown)} |"
+    missing = ("may be" if spec.missing_rate else "no") if private else f"{spec.missing_rate:.1%}"
+    return f"| {_cell(spec.name)} | {spec.kind} | {spec.dtype} | {missing} | {_cell(shown)} |"
 
 
 def _privacy_lines(manifest: dict[str, Any]) -> tuple[list[str], bool]:
@@ -55,7 +60,12 @@ def _privacy_lines(manifest: dict[str, Any]) -> tuple[list[str], bool]:
     epsilon = privacy.get("epsilon")
     if epsilon is None:
         return ["**No differential privacy.** The model was trained on the real rows without a formal "
-                "privacy guarantee; the privacy figures below are measurements on this draw, not a bound."], False
+                "privacy guarantee; the privacy figures below are measurements on this draw, not a bound.",
+                "What holds regardless: identifier-like columns were replaced by surrogate keys and levels "
+                "seen fewer than `data.min_level_count` times pooled at ingest, so neither reaches the model "
+                "or this data; the published report is built from no real row. What does not: rare "
+                "combinations of kept values, and anything a membership-inference attack can still find "
+                "(see `mia_auc`)."], False
     spent = privacy.get("epsilon_spent")
     ledger = privacy.get("privacy_ledger")
     if not ledger:  # a model saved before the ledger existed
@@ -143,7 +153,8 @@ def render_datasheet(
             "was never trained on and serves only for scoring", ""]
 
     out += ["## Schema", "", "| column | kind | dtype | missing | levels / range |", "| --- | --- | --- | --- | --- |"]
-    out += [_column_row(spec) for spec in schema.columns]
+    private = (manifest.get("privacy") or {}).get("epsilon") is not None
+    out += [_column_row(spec, private) for spec in schema.columns]
     if schema.target:
         out += ["", f"Target column (utility metrics, stratified split): `{schema.target}`."]
     out.append("")

@@ -80,6 +80,7 @@ def test_param_change_reruns_only_downstream(repo):
     sh("git", "checkout", "--", "params.yaml", "dvc.lock", cwd=repo)
 
 
+@pytest.mark.slow  # ~40 s (a dvc repro after the previous test's checkout); `make test-team`
 @pytest.mark.parametrize("code", ["synthgen/training/dp.py", "synthgen/training/disc_augment.py"])
 def test_dp_or_disc_augment_code_change_marks_train_changed(repo, code):
     """Editing the DP-SGD or discriminator-augmentation code makes `dvc status` report train."""

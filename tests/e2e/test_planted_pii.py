@@ -22,9 +22,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from tests.conftest import PENGUINS, tiny_params, write_params
 from tests.tiny import TINY_GAN
+
+pytestmark = pytest.mark.slow  # a whole CLI run searched file by file (~30 s): `make test-team`
 
 DOMAIN = "planted.example"
 LETTERS = list("bcdfghjklmnpqrstvwxz")

@@ -37,6 +37,8 @@ from synthgen.stages import load_params
 from tests.conftest import tiny_params, write_params
 from tests.tiny import TINY_GAN, TINY_IMAGE
 
+pytestmark = pytest.mark.slow  # an image and a DP table run through the CLI (~1 min): `make test-team`
+
 EMBEDDED = re.compile(r'<img alt="([^"]*)" src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 

@@ -23,6 +23,8 @@ import pytest
 from tests.conftest import tiny_params, write_params
 from tests.tiny import TINY_GAN
 
+pytestmark = pytest.mark.slow  # two whole CLI runs and fresh pyfunc processes (~2 min): `make test-team`
+
 NAME = "gate-gen"
 ALLOW = "pass --allow-unvalidated to sample anyway"
 
