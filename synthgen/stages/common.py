@@ -329,10 +329,12 @@ def register_with_verdict(params: Params, layout: Layout, tracker: NullTracker,
 
 
 def conclude(params: Params, layout: Layout, tracker: NullTracker, report: dict[str, Any],
-             manifest: dict[str, Any], data: Path, artifacts: Sequence[Path]) -> None:
-    """Publish a passing run, log its artifacts and verdict tags, move the champion alias to
-    its registered generator (registered with its verdict by :func:`register_with_verdict`)
-    when it passed, and end the run."""
+             manifest: dict[str, Any], data: Path, artifacts: Sequence[Path],
+             synthetic: Sequence[Path] = ()) -> None:
+    """Publish a passing run, log its artifacts and verdict tags, then the synthetic data
+    (``synthetic``, under ``synthetic/``: only once the run carries its verdict), move the
+    champion alias to its registered generator (registered with its verdict by
+    :func:`register_with_verdict`) when it passed, and end the run."""
     from synthgen.tracking.gate import verdict_tags
 
     if report["passed"]:
@@ -341,6 +343,8 @@ def conclude(params: Params, layout: Layout, tracker: NullTracker, report: dict[
         tracker.log_artifact(artifact)
     tracker.set_tags(verdict_tags({"passed": report["passed"],
                                    "failed_checks": (manifest.get("validation") or {}).get("failed_checks")}))
+    for path in synthetic:
+        tracker.log_artifact(path, "synthetic")
     registered = manifest.get("generator") or {}
     if report["passed"] and registered.get("version") and params.tracking.champion_alias:
         tracker.set_model_alias(registered["registered_model"], registered["version"], params.tracking.champion_alias)

@@ -134,8 +134,6 @@ def generate(params: Params) -> dict[str, Any]:
         "augment": {"mode": model.config.disc_augment, "ada_p": model.meta_extra_.get("ada_p_final")},
     }
     write_json(layout.generation, generation)
-    tracker.log_artifact(layout.synthetic_dir / "labels.csv", "synthetic")
-    tracker.log_artifact(layout.synthetic_grid, "synthetic")
     log.info("generate: %d images -> %s", len(images), layout.synthetic_dir)
     return generation
 
@@ -182,7 +180,8 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
     write_text(layout.report, build_image_report(report, grid, real_grid, losses, manifest))  # for the data owner
     write_text(layout.public_report, build_public_image_report(report, grid, losses, manifest))  # no real image
     conclude(params, layout, tracker, report, manifest, layout.synthetic_dir,
-             (layout.validation, layout.manifest, layout.report, layout.public_report, layout.datasheet))
+             (layout.validation, layout.manifest, layout.report, layout.public_report, layout.datasheet),
+             synthetic=(layout.synthetic_dir / "labels.csv", layout.synthetic_grid))
     log.info("validate: %s (generated_class_accuracy=%s, fid_domain=%s)",
              "passed" if report["passed"] else "FAILED", report["metrics"].get("generated_class_accuracy"),
              report["metrics"].get("fid_domain"))

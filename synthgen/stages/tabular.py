@@ -64,7 +64,7 @@ def generate(params: Params) -> dict[str, Any]:
     """Sample ``generate.rows`` rows from the saved model into ``synthetic.parquet``."""
     layout = Layout(params.out)
     filtered = params.validate_.privacy_filter is not None
-    phases = Phases("generate", ["load", "sample", *(["privacy filter"] if filtered else []), "write", "track"])
+    phases = Phases("generate", ["load", "sample", *(["privacy filter"] if filtered else []), "write"])
     with phases("load"):
         model = load(layout.model)
     rows = params.generate.rows or model.n_train_
@@ -93,9 +93,7 @@ def generate(params: Params) -> dict[str, Any]:
         "privacy_filter": {"threshold": params.validate_.privacy_filter, "dropped": dropped},
         "privacy": {"epsilon": params.privacy.epsilon, **model.extra_meta()},
     }
-    write_json(layout.generation, generation)
-    with phases("track"):
-        tracker.log_artifact(layout.synthetic, "synthetic")
+    write_json(layout.generation, generation)  # the data goes to MLflow with its verdict (validate)
     log.info("generate: %d rows -> %s", len(frame), layout.synthetic)
     return generation
 
@@ -152,7 +150,7 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
     with phases("track"):
         conclude(params, layout, tracker, report, manifest, layout.synthetic,
                  (layout.validation, layout.gx_result, layout.manifest, layout.datasheet, layout.report,
-                  layout.public_report))
+                  layout.public_report), synthetic=(layout.synthetic,))
     log.info("validate: %s (quality_score=%.3f)", "passed" if report["passed"] else "FAILED",
              report["metrics"].get("quality_score") or float("nan"))
     return report
