@@ -4,20 +4,21 @@ per-step work (ADA's ``p`` controller, the generator EMA) in ``after_step``."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from synthgen.synthesizers.image_cgan.synthesizer import ImageCGANSynthesizer
 
 
 # -- the loss object of GANLoop ------------------------------------------------------------------------
 class ImageGANLoss:
-    """Hinge loss with augmentation at D's input, R1, ADA's controller and the EMA update."""
+    """Hinge loss with augmentation at D's input, R1, ADA's controller and the EMA update.
 
-    def __init__(self, synth: ImageCGANSynthesizer, reals: torch.Tensor, labels: torch.Tensor,
+    ``synth`` is the :class:`~synthgen.synthesizers.image_cgan.synthesizer.ImageCGANSynthesizer`
+    being fitted (not imported here: it imports this module)."""
+
+    def __init__(self, synth: Any, reals: torch.Tensor, labels: torch.Tensor,
                  class_probs: torch.Tensor, batch: int):
         self.s = synth
         self.reals, self.labels, self.class_probs, self.batch = reals, labels, class_probs, batch

@@ -5,17 +5,15 @@ logistic critic losses under differential privacy."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from synthgen.synthesizers.tabular_gan.networks import Generator, WideCritic
+from synthgen.synthesizers.tabular_gan.options import TabularGANOptions
 from synthgen.synthesizers.tabular_gan.sampling import CondSampler, SpanOps
 
-if TYPE_CHECKING:
-    from synthgen.synthesizers.tabular_gan.synthesizer import TabularGANOptions
 
 
 class TabularGANLoss:
