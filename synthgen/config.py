@@ -48,10 +48,32 @@ class DataConfig(_Section):
     # min_level_count: categorical levels seen fewer times than this (default 10) in the train split
     # are pooled into one level "__rare__" at ingest, before schema, model, MLflow or reports see them; 1: off
     min_level_count: int = Field(10, ge=1)
+    # value structure of numeric columns (synthgen/data/structure.py): a value holding at least this
+    # share of a column (and seen min_level_count times) is a point mass the generator chooses exactly
+    point_mass_share: float = Field(0.01, gt=0.0, le=1.0)
+    structure: dict[str, Any] = {}  # per column: off, or {point_masses: [...], decimals: d}
     public_bounds: bool = True  # category sets and ranges are treated as public (see privacy)
     # kind: image only (see synthgen/data/images.py)
     image_size: int = 32  # every image is resized to image_size x image_size (a power of two, 8-256)
     channels: Literal[1, 3] | None = None  # 1 grayscale, 3 RGB; null: 1 when every image is grayscale
+
+    @field_validator("structure")
+    @classmethod
+    def _structure_entries(cls, entries: dict[str, Any]) -> dict[str, Any]:
+        for column, entry in entries.items():
+            if entry == "off":
+                continue
+            if not isinstance(entry, dict) or not entry or set(entry) - {"point_masses", "decimals"}:
+                raise ValueError(f"{column}: expected off or {{point_masses: [...], decimals: d}}, got {entry!r}")
+            masses = entry.get("point_masses", [])
+            if not isinstance(masses, list) or not all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) for v in masses):
+                raise ValueError(f"{column}.point_masses: expected a list of numbers, got {masses!r}")
+            decimals = entry.get("decimals", 0)
+            if decimals is not None and (isinstance(decimals, bool) or not isinstance(decimals, int)
+                                         or not 0 <= decimals <= 6):
+                raise ValueError(f"{column}.decimals: expected null or a whole number 0-6, got {decimals!r}")
+        return entries
 
     @field_validator("image_size")
     @classmethod

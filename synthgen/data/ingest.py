@@ -29,6 +29,7 @@ import pandas as pd
 
 from synthgen.config import DataConfig
 from synthgen.data.schema import ColumnSpec, TableSchema, conform, infer_schema, restrict
+from synthgen.data.structure import check_overrides, learn_structure
 from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -169,9 +170,27 @@ def _note(spec: ColumnSpec, text: str) -> None:
     spec.note = f"{spec.note}; {text}" if spec.note else text
 
 
+def learn_structures(schema: TableSchema, train: pd.DataFrame, cfg: DataConfig) -> None:
+    """Set each continuous/integer column's value structure (point masses, value grid;
+    :mod:`synthgen.data.structure`) from the train split, as ``data.structure`` says."""
+    check_overrides(cfg.structure, {c.name: c.kind for c in schema.columns}, str(cfg.path))
+    for spec in schema.columns:
+        entry = cfg.structure.get(spec.name)
+        if spec.kind not in ("continuous", "integer") or entry == "off":
+            spec.structure = None
+            continue
+        spec.structure = learn_structure(train[spec.name], min_count=cfg.min_level_count,
+                                         share=cfg.point_mass_share, declared=entry)
+        if spec.structure and spec.structure["point_masses"]:
+            log.info("column %r: point masses %s (data.point_mass_share)", spec.name,
+                     ", ".join(f"{v:g} ({s:.0%})" for v, s in zip(spec.structure["point_masses"],
+                                                                 spec.structure["point_mass_shares"])))
+
+
 def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
     """Read ``cfg.path``, infer the schema (with params overrides), replace id values by
-    surrogate keys, split train/holdout and pool rare levels (see the module docstring).
+    surrogate keys, split train/holdout, pool rare levels (see the module docstring) and
+    learn the numeric columns' value structure (:func:`learn_structures`).
 
     Returns:
         (schema, train, holdout), the frames already typed as the schema says; the
@@ -205,6 +224,7 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
     declared = {name for name, kind in cfg.columns.items() if kind == "categorical"}
     train, holdout = pool_rare_levels(schema, train, holdout, cfg.min_level_count, declared)
     schema = restrict(schema, train)
+    learn_structures(schema, train, cfg)
     for col in schema.columns:
         if col.discrete and col.categories and len(col.categories) >= cfg.max_categories:
             log.warning(

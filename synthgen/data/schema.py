@@ -3,9 +3,12 @@
 Column kinds:
     continuous  real numbers, modelled as such, clipped to the observed range.
     integer     whole numbers, modelled as continuous and rounded on output.
+    (Both numeric kinds also get a value structure, point masses and a value grid,
+    learned at ingest: :mod:`synthgen.data.structure`.)
     categorical a finite set of levels (strings, or numbers with few distinct values).
     boolean     True/False, modelled as a two-level category.
-    datetime    timestamps, modelled as seconds since the epoch.
+    datetime    timestamps, modelled as seconds since the epoch; output keeps their
+                granularity (``resolution``: first days of months, dates, seconds).
     id          keys and other identifier-like text: excluded from modelling,
                 regenerated as fresh ids (see below).
     constant    one value in every row (or all missing): not modelled, refilled.
@@ -57,7 +60,8 @@ class ColumnSpec:
     min: float | None = None  # observed range (numeric kinds; datetimes in epoch seconds)
     max: float | None = None
     constant: Any = None  # the value of a constant column
-    resolution: str | None = None  # datetimes: "D" (dates only), "s" or None (finer)
+    resolution: str | None = None  # datetimes: "MS" (first days of months), "D" (dates), "s" or None (finer)
+    structure: dict[str, Any] | None = None  # numbers: point masses and value grid (synthgen.data.structure)
     note: str = ""  # why inference chose this kind, when it was not obvious
 
     @property
@@ -279,7 +283,7 @@ def _describe(spec: ColumnSpec, values: pd.Series) -> None:
         nanos = present.astype("int64")
         spec.min, spec.max = float(nanos.min() / 1e9), float(nanos.max() / 1e9)
         if (nanos % (86_400 * 10**9) == 0).all():
-            spec.resolution = "D"
+            spec.resolution = "MS" if (present.dt.day == 1).all() and present.nunique() > 1 else "D"
         elif (nanos % 10**9 == 0).all():
             spec.resolution = "s"
     elif spec.discrete:

@@ -30,7 +30,7 @@ from synthgen.config import ModelConfig, PrivacyConfig, TabularModelConfig
 from synthgen.data.schema import TableSchema
 from synthgen.errors import ConditionError, DataError, ModelError
 from synthgen.synthesizers.base import Synthesizer
-from synthgen.transformers.prepare import MISSING_SUFFIX, TablePreparer
+from synthgen.transformers.prepare import CONTINUOUS_STATE, MISSING_SUFFIX, POINT_SUFFIX, TablePreparer
 
 REJECTION_ROUNDS = 20  # rejection sampling gives up after this many batches
 
@@ -103,7 +103,9 @@ class TabularSynthesizer(Synthesizer):
             prepared = self._sample(n, rng, prepared_conditions)
         else:
             prepared = self._rejection_sample(n, rng, prepared_conditions)
-        return self.preparer_.inverse_transform(prepared.reset_index(drop=True), rng, protect=conditions or {})
+        ranges = {c: v for c, v in prepared_conditions.items() if isinstance(v, tuple)}
+        return self.preparer_.inverse_transform(prepared.reset_index(drop=True), rng, protect=conditions or {},
+                                                bounds=ranges)
 
     def _meta_fields(self) -> dict[str, Any]:
         return {
@@ -156,6 +158,12 @@ class TabularSynthesizer(Synthesizer):
                 flag = f"{column}{MISSING_SUFFIX}"
                 if flag in self.preparer_.columns:  # a conditioned value is never missing
                     encoded[flag] = "0"
+                masses = self.preparer_.point_masses.get(column, [])
+                inside = [i for i, v in enumerate(masses) if low <= v <= high]
+                if masses and not inside:  # only the continuous part can meet the range
+                    encoded[f"{column}{POINT_SUFFIX}"] = CONTINUOUS_STATE
+                elif masses and low == high:  # exactly a point mass
+                    encoded[f"{column}{POINT_SUFFIX}"] = f"p{inside[0]}"
         return encoded
 
     def _rejection_sample(self, n: int, rng: np.random.Generator, conditions: dict[str, Any]) -> pd.DataFrame:

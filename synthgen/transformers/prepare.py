@@ -4,10 +4,24 @@ The prepared frame has only float columns (continuous, integer, datetime as epoc
 seconds) and string columns (categorical, boolean). Deliberate handling, shared by
 every tabular backend:
 
-* Missing numbers: the value is imputed with the median and a two-level column
-  ``<name>__missing`` is added, so the model learns *when* a value is missing jointly
-  with the other columns; on output the flagged cells become missing again. Missing
-  categories are their own level (``__nan__``).
+* Point masses (:mod:`synthgen.data.structure`, learned at ingest): a numeric column
+  with point masses gets a discrete column ``<name>__point`` (levels ``value`` and
+  ``p0``, ``p1``, ... for each mass), so the generator *chooses* an exact 0 or 999 beside
+  its continuous modes; the numeric column keeps the true value (so its relation to
+  other columns stays ordinal), and a mass state decodes to the exact mass value.
+* Value grids: on output, values off the point masses are moved onto the learned grid
+  (:func:`synthgen.data.structure.snap`: integer steps, decimals, round amounts by
+  magnitude, keeping the distribution).
+* Missing numbers are modelled jointly: one discrete column :data:`PATTERN_COLUMN` holds
+  each row's *missingness pattern* (which numeric columns are missing together), one
+  level per pattern seen at least :data:`MIN_PATTERN_COUNT` times (a row with a rarer
+  pattern is given the nearest frequent one, by the number of columns that differ); the
+  value is imputed with draws from the column's present values (a median would pile up
+  one value that the generator then also produces for present cells). On output the
+  pattern's cells become missing, so
+  columns missing together stay missing together. Missing categories are their own
+  level (``__nan__``). (Preparers saved before patterns, and the ``private`` ones below,
+  use one ``<name>__missing`` flag per column.)
 * ``joint_missing=False`` (for backends whose sampler inflates rare levels, such as
   ctgan's log-frequency conditional vector): missingness is not modelled; missing cells
   are imputed (median / most frequent level) and, on output, each column's cells are
@@ -16,8 +30,9 @@ every tabular backend:
   kept; rarer ones are pooled into ``__other__`` while training and, on output, each
   pooled cell is redrawn from the rare levels in proportion to their frequency.
 * Id columns are regenerated as fresh keys; constant columns are refilled.
-* Numbers are clipped to the observed range; integers are rounded; dtypes and column
-  order are restored.
+* Numbers are clipped to the observed range; integers are rounded; datetimes keep their
+  granularity (first days of months, dates, seconds); dtypes and column order are
+  restored.
 * ``private=True`` (differential privacy, see :mod:`synthgen.training.dp`): nothing is
   fitted on the real values; only the schema, declared public, is read. Levels are the
   schema's level set in sorted order (never chosen or ordered by frequency; more levels
@@ -27,7 +42,9 @@ every tabular backend:
   ``joint_missing`` says: a column the schema marks as possibly missing
   (``missing_rate > 0``) gets its ``__nan__`` level (categories) or its
   ``<name>__missing`` flag (numbers), so missing rates reach the model only through the
-  noisy level counts - no real median, mode or missing rate is used.
+  noisy level counts - no real median, mode or missing rate is used. Point masses are
+  used (their values are part of the schema, declared public like the bounds); grids
+  snap to the column's unit only (no learned roundness shares).
 
 A fitted preparer is saved as JSON: :meth:`TablePreparer.to_dict` /
 :meth:`TablePreparer.from_dict` (no pickle, so loading one never runs code).
@@ -44,6 +61,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.data.schema import ColumnSpec, TableSchema, coerce_column
+from synthgen.data.structure import snap
 from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -51,6 +69,10 @@ log = logging.getLogger(__name__)
 NAN = "__nan__"
 OTHER = "__other__"
 MISSING_SUFFIX = "__missing"
+POINT_SUFFIX = "__point"  # <name>__point: which point mass, or "value" (the continuous part)
+CONTINUOUS_STATE = "value"
+PATTERN_COLUMN = "__missing_pattern__"  # levels "m0", "m1", ...: missingness patterns
+MIN_PATTERN_COUNT = 10  # rarer missingness patterns take the nearest frequent one
 
 
 class TablePreparer:
@@ -65,8 +87,10 @@ class TablePreparer:
             docstring). Default ``False``.
 
     Fitted attributes: ``medians_`` (the imputation value of each numeric column: its
-    median, or under ``private`` the midpoint of its public range), ``missing_cols_``,
-    ``kept_levels_``, ``rare_levels_``.
+    median off the point masses, or under ``private`` the midpoint of its public range),
+    ``missing_cols_`` (per-column flags), ``pattern_columns_`` and ``patterns_`` (the
+    numeric columns whose missingness is modelled jointly, and each pattern's missing
+    columns), ``point_masses_``, ``kept_levels_``, ``rare_levels_``.
     """
 
     def __init__(self, schema: TableSchema, max_categories: int = 500, joint_missing: bool = True,
@@ -92,6 +116,12 @@ class TablePreparer:
         self.missing_cols_: list[str] = []
         self.kept_levels_: dict[str, list[str]] = {}
         self.rare_levels_: dict[str, tuple[list[str], list[float]]] = {}
+        self.point_masses_: dict[str, list[float]] = {
+            spec.name: list(spec.structure["point_masses"]) for spec in self._modelled()
+            if spec.structure and spec.structure.get("point_masses")}
+        self.pattern_columns_: list[str] = []
+        self.patterns_: list[list[str]] = []
+        self.draw_missing_ = True
         if self.is_private:
             return self._fit_public(table)
         for spec in self._modelled():
@@ -110,8 +140,31 @@ class TablePreparer:
                 median = values.median()
                 self.medians_[spec.name] = float(median) if pd.notna(median) else 0.0
                 if values.isna().any() and self.joint_missing:
-                    self.missing_cols_.append(spec.name)
+                    self.pattern_columns_.append(spec.name)
+        if self.pattern_columns_:
+            self._fit_patterns(table)
         return self
+
+    def _fit_patterns(self, table: pd.DataFrame) -> None:
+        """The missingness patterns seen at least :data:`MIN_PATTERN_COUNT` times (at least
+        the most frequent one), most frequent first."""
+        keys = pd.Series(["".join(row) for row in np.where(self._missing_mask(table), "1", "0")])
+        counts = keys.value_counts()
+        frequent = list(counts.index[counts >= MIN_PATTERN_COUNT]) or [counts.index[0]]
+        self.patterns_ = [[c for c, bit in zip(self.pattern_columns_, key) if bit == "1"] for key in frequent]
+        if self.patterns_ == [[]]:  # every missing cell in a rare pattern: nothing missing is modelled
+            self.patterns_ = []
+
+    def _missing_mask(self, table: pd.DataFrame) -> np.ndarray:
+        """(rows, pattern columns) bool: which of ``pattern_columns_`` are missing."""
+        specs = [self.schema[c] for c in self.pattern_columns_]
+        return np.column_stack([coerce_column(table[s.name], s).isna().to_numpy() for s in specs])
+
+    def _pattern_codes(self, table: pd.DataFrame) -> np.ndarray:
+        """Each row's pattern index: its own pattern, or the nearest frequent one."""
+        mask = self._missing_mask(table)
+        known = np.array([[c in p for c in self.pattern_columns_] for p in self.patterns_], dtype=bool)
+        return (mask[:, None, :] != known[None, :, :]).sum(axis=2).argmin(axis=1)
 
     def _fit_public(self, table: pd.DataFrame) -> TablePreparer:
         """The ``private`` fit: levels, imputation values and missing flags from the schema
@@ -155,11 +208,28 @@ class TablePreparer:
         return sorted(set(self._numeric_or_text(pd.Series(spec.categories, dtype=object), spec)) - {NAN})
 
     def public_levels(self) -> dict[str, list[str]]:
-        """Every discrete prepared column's full level set (its levels, and ``"0"``, ``"1"``
-        for missing flags), whether or not a level occurs in the data."""
+        """Every discrete prepared column's full level set (its levels, ``"0"``, ``"1"``
+        for missing flags, the point-mass states), whether or not a level occurs in the data."""
         out = {name: list(levels) for name, levels in self.kept_levels_.items()}
+        out.update({f"{name}{POINT_SUFFIX}": self.point_levels(name) for name in self.point_masses})
         out.update({f"{name}{MISSING_SUFFIX}": ["0", "1"] for name in self.missing_cols_})
+        if self.patterns:
+            out[PATTERN_COLUMN] = [f"m{i}" for i in range(len(self.patterns))]
         return out
+
+    @property
+    def point_masses(self) -> dict[str, list[float]]:
+        """``{column: point-mass values}`` of the columns with a ``__point`` state column."""
+        return getattr(self, "point_masses_", {})  # preparers saved before point masses: none
+
+    @property
+    def patterns(self) -> list[list[str]]:
+        """The modelled missingness patterns (each: the columns missing together)."""
+        return getattr(self, "patterns_", [])
+
+    def point_levels(self, column: str) -> list[str]:
+        """The state levels of ``column``'s point-mass column."""
+        return [CONTINUOUS_STATE] + [f"p{i}" for i in range(len(self.point_masses[column]))]
 
     def _modelled(self) -> list[ColumnSpec]:
         return [c for c in self.schema.columns if c.modelled]
@@ -176,15 +246,21 @@ class TablePreparer:
 
     # -- forward ---------------------------------------------------------------------
     @property
+    def added_columns(self) -> list[str]:
+        """The discrete columns the preparer adds: point-mass states, missing flags, the
+        missingness pattern."""
+        return ([f"{name}{POINT_SUFFIX}" for name in self.point_masses]
+                + [f"{name}{MISSING_SUFFIX}" for name in self.missing_cols_]
+                + ([PATTERN_COLUMN] if self.patterns else []))
+
+    @property
     def discrete_columns(self) -> list[str]:
         """Prepared-frame columns that are discrete (strings)."""
-        cols = [c.name for c in self._modelled() if c.discrete]
-        return cols + [f"{name}{MISSING_SUFFIX}" for name in self.missing_cols_]
+        return [c.name for c in self._modelled() if c.discrete] + self.added_columns
 
     @property
     def columns(self) -> list[str]:
-        names = [c.name for c in self._modelled()]
-        return names + [f"{name}{MISSING_SUFFIX}" for name in self.missing_cols_]
+        return [c.name for c in self._modelled()] + self.added_columns
 
     def transform(self, table: pd.DataFrame) -> pd.DataFrame:
         out: dict[str, Any] = {}
@@ -196,11 +272,35 @@ class TablePreparer:
                     values = values.where(values != NAN, kept[0] if kept else NAN)
                 out[spec.name] = values.where(values.isin(set(kept)), OTHER).to_numpy(dtype=object)
             else:
-                out[spec.name] = values.fillna(self.medians_[spec.name]).to_numpy(dtype=float)
+                out[spec.name] = self._impute(values, spec.name)
+        for name, masses in self.point_masses.items():
+            values = self._numeric_or_text(table[name], self.schema[name]).to_numpy(dtype=float)
+            state = np.full(len(table), CONTINUOUS_STATE, dtype=object)
+            for i, mass in enumerate(masses):
+                state[values == mass] = f"p{i}"
+            out[f"{name}{POINT_SUFFIX}"] = state
         for name in self.missing_cols_:
             flag = table[name].isna() if name in table else pd.Series(False, index=table.index)
             out[f"{name}{MISSING_SUFFIX}"] = np.where(flag.to_numpy(), "1", "0").astype(object)
+        if self.patterns:
+            out[PATTERN_COLUMN] = np.array([f"m{i}" for i in self._pattern_codes(table)], dtype=object)
         return pd.DataFrame(out, index=range(len(table)))
+
+    def _impute(self, values: pd.Series, column: str) -> np.ndarray:
+        """Missing numbers filled: under ``private`` with the public midpoint, else with
+        values drawn (seeded) from the column's present values, so that the imputed cells
+        keep the column's distribution instead of piling on one value the generator would
+        then produce for present cells too. Preparers saved before drawing used the median."""
+        out = values.to_numpy(dtype=float).copy()
+        gaps = np.isnan(out)
+        if not gaps.any():
+            return out
+        present = out[~gaps]
+        if self.is_private or not present.size or not getattr(self, "draw_missing_", False):
+            out[gaps] = self.medians_[column]
+        else:
+            out[gaps] = np.random.default_rng(0).choice(present, size=int(gaps.sum()))
+        return out
 
     def encode_value(self, column: str, value: Any) -> Any:
         """A raw condition value in the prepared representation (for conditional sampling)."""
@@ -210,13 +310,20 @@ class TablePreparer:
 
     # -- backward ---------------------------------------------------------------------
     def inverse_transform(
-        self, prepared: pd.DataFrame, rng: np.random.Generator, protect: Iterable[str] = ()
+        self, prepared: pd.DataFrame, rng: np.random.Generator, protect: Iterable[str] = (),
+        bounds: dict[str, tuple[float, float]] | None = None,
     ) -> pd.DataFrame:
         """Prepared frame -> table with the schema's columns, order and dtypes.
 
-        ``protect``: columns never blanked by independent missingness (conditioned ones).
+        ``protect``: columns never made missing (conditioned ones). ``bounds``: ``{column:
+        (low, high)}`` in prepared units (conditioned ranges): point masses outside them
+        are not used and grid values stay inside them.
         """
         n = len(prepared)
+        protect = set(protect)
+        bounds = bounds or {}
+        codes = (prepared[PATTERN_COLUMN].astype(str).str[1:].astype(int).to_numpy()
+                 if self.patterns else np.zeros(n, dtype=int))
         out: dict[str, pd.Series] = {}
         for spec in self.schema.columns:
             if spec.kind == "id":
@@ -226,11 +333,14 @@ class TablePreparer:
             elif spec.discrete:
                 out[spec.name] = self._decode_discrete(prepared[spec.name], spec, rng)
             else:
-                out[spec.name] = self._decode_numeric(prepared, spec)
+                missing = np.zeros(n, dtype=bool)
+                if spec.name in self.pattern_columns and spec.name not in protect:
+                    missing = np.isin(codes, [i for i, p in enumerate(self.patterns) if spec.name in p])
+                out[spec.name] = self._decode_numeric(prepared, spec, rng, missing, bounds.get(spec.name))
         frame = pd.DataFrame(out)[self.schema.names]
         if not self.models_missingness:
             for spec in self._modelled():
-                if spec.missing_rate > 0 and spec.name not in set(protect):
+                if spec.missing_rate > 0 and spec.name not in protect:
                     blank = rng.random(n) < spec.missing_rate
                     frame[spec.name] = self._restore_dtype(frame[spec.name].mask(blank), spec)
         return frame
@@ -245,21 +355,41 @@ class TablePreparer:
         decoded = pd.Series([lookup.get(v, None) if v != NAN else None for v in values], dtype=object)
         return self._restore_dtype(decoded, spec)
 
-    def _decode_numeric(self, prepared: pd.DataFrame, spec: ColumnSpec) -> pd.Series:
-        values = pd.to_numeric(prepared[spec.name], errors="coerce").astype(float)
-        if spec.min is not None and spec.max is not None:
-            values = values.clip(spec.min, spec.max)
+    @property
+    def pattern_columns(self) -> list[str]:
+        return getattr(self, "pattern_columns_", [])
+
+    def _decode_numeric(self, prepared: pd.DataFrame, spec: ColumnSpec, rng: np.random.Generator,
+                        missing: np.ndarray, bound: tuple[float, float] | None) -> pd.Series:
+        values = pd.to_numeric(prepared[spec.name], errors="coerce").to_numpy(dtype=float)
+        low, high = spec.min, spec.max
+        if bound is not None:
+            low = bound[0] if low is None else max(low, bound[0])
+            high = bound[1] if high is None else min(high, bound[1])
+        if low is not None and high is not None:
+            values = np.clip(values, low, high)
+        at_mass = np.zeros(len(values), dtype=bool)
+        if spec.name in self.point_masses:
+            state = prepared[f"{spec.name}{POINT_SUFFIX}"].astype(str).to_numpy()
+            masses = np.asarray(self.point_masses[spec.name], dtype=float)
+            index = np.array([int(v[1:]) if v != CONTINUOUS_STATE else -1 for v in state], dtype=np.int64)
+            chosen = masses[np.maximum(index, 0)] if len(masses) else np.zeros(len(values))
+            at_mass = (index >= 0) & (chosen >= (-np.inf if low is None else low)) & (
+                chosen <= (np.inf if high is None else high))
+            values = np.where(at_mass, chosen, values)
+        if spec.structure and spec.kind in ("continuous", "integer"):
+            rest = ~at_mass
+            values[rest] = snap(values[rest], spec.structure, rng, low=low, high=high, shares=not self.is_private)
         if spec.kind == "integer":
-            values = values.round()
+            values = np.round(values)
         flag = f"{spec.name}{MISSING_SUFFIX}"
         if flag in prepared:
-            values = values.where(prepared[flag].astype(str).to_numpy() != "1")
+            missing = missing | (prepared[flag].astype(str).to_numpy() == "1")
+        series = pd.Series(np.where(missing, np.nan, values))
         if spec.kind == "datetime":
-            stamps = pd.to_datetime((values * 1e9).round().astype("Int64"), unit="ns")
-            if spec.resolution:
-                stamps = stamps.dt.round(spec.resolution)
-            return self._restore_dtype(stamps, spec)
-        return self._restore_dtype(values, spec)
+            stamps = pd.to_datetime((series * 1e9).round().astype("Int64"), unit="ns")
+            return self._restore_dtype(round_stamps(stamps, spec.resolution), spec)
+        return self._restore_dtype(series, spec)
 
     @staticmethod
     def _fresh_ids(spec: ColumnSpec, n: int) -> pd.Series:
@@ -320,6 +450,18 @@ class TablePreparer:
                 raise ValueError(f"a saved TablePreparer cannot set {name!r} (a method or property)")
             setattr(preparer, name, value)
         return preparer
+
+
+def round_stamps(stamps: pd.Series, resolution: str | None) -> pd.Series:
+    """Timestamps rounded to ``resolution``: ``"MS"`` the nearest first day of a month,
+    else a fixed pandas frequency (``"D"``, ``"s"``); ``None`` leaves them."""
+    if not resolution:
+        return stamps
+    if resolution != "MS":
+        return stamps.dt.round(resolution)
+    start = stamps.dt.to_period("M").dt.start_time
+    after = start + pd.offsets.MonthBegin(1)
+    return start.where((stamps - start) <= (after - stamps), after).where(stamps.notna())
 
 
 def _plain(value: Any, name: str) -> Any:

@@ -11,7 +11,7 @@ from synthgen.config import ModelConfig, PrivacyConfig
 from synthgen.data.schema import conform, infer_schema
 from synthgen.errors import ConditionError, ModelError
 from synthgen.synthesizers import REGISTRY
-from synthgen.transformers.prepare import OTHER, TablePreparer
+from synthgen.transformers.prepare import PATTERN_COLUMN, OTHER, TablePreparer
 from tests.conftest import PENGUINS
 from tests.tiny import TINY_TABLE
 
@@ -33,9 +33,14 @@ def fitted(penguins):
 
 def test_preparer_round_trip_restores_missing_dtypes_and_order(penguins):
     schema, frame = penguins
+    frame = frame.dropna(subset=["bill_length_mm"]).reset_index(drop=True)  # a rare pattern is pooled
+    frame.loc[frame.index[10:40], ["bill_length_mm", "body_mass_g"]] = np.nan  # a frequent pattern
+    frame.loc[frame.index[50:65], "flipper_length_mm"] = np.nan  # and another one
+    schema = infer_schema(frame)
     prep = TablePreparer(schema).fit(frame)
     prepared = prep.transform(frame)
-    assert "bill_length_mm__missing" in prepared and not prepared.select_dtypes("number").isna().any().any()
+    assert PATTERN_COLUMN in prepared and not prepared.select_dtypes("number").isna().any().any()
+    assert sorted(map(sorted, prep.patterns_)) == [[], ["bill_length_mm", "body_mass_g"], ["flipper_length_mm"]]
     back = prep.inverse_transform(prepared, np.random.default_rng(0))
     assert list(back.columns) == list(frame.columns)
     assert (back.dtypes == frame.dtypes).all()

@@ -67,10 +67,8 @@ class TabularGANSynthesizer(TabularSynthesizer):
     config_class = TabularModelConfig
     family_defaults = FAMILY_DEFAULTS
     native_conditions = True
-    # Missing-value indicators are rare levels that training-by-sampling over-weights:
-    # modelled jointly, 0.4% missing came back as 4-6% on penguins; so missingness is
-    # drawn independently at the training rate (see TablePreparer).
-    joint_missing = False
+    # Missingness is modelled jointly, as one pattern column (see TablePreparer).
+    joint_missing = True
     supports_privacy = True
 
     def __init__(self, schema, config=None, privacy=None, max_categories: int = 500,

@@ -1,0 +1,237 @@
+"""Value structure of numeric columns: point masses and value grids, learned at ingest.
+
+Real tables hold values a smooth density never produces: exact zeros and other codes
+(0, -1, 999) held by many rows, amounts on a grid (multiples of 10 below 1,000 and of 50
+above), integers, fixed decimals. A tree-based real-vs-synthetic classifier finds these
+at once. The ingest stage learns, per ``continuous`` or ``integer`` column of the train
+split, a *structure* stored in the schema (``ColumnSpec.structure``, JSON):
+
+* ``point_masses``: the values that hold at least ``share`` (``data.point_mass_share``,
+  default 1%) of the column's non-missing train values, are seen at least ``min_count``
+  times (``data.min_level_count``, default 10: a point mass is published like a category
+  level, so the same rarity rule applies) and at least :data:`MASS_EXCESS` (3) times as
+  often as either neighbour on the column's finest grid (``x ± 10^-decimals``; a spike,
+  such as 0 or a round 1,000, not just a common age), the ``max_masses`` (20) heaviest,
+  with their ``point_mass_shares``. The generator chooses them as discrete states
+  (:mod:`synthgen.transformers.prepare`).
+* ``decimals``: the fewest decimal places (0 to :data:`MAX_DECIMALS`) that hold every
+  other value (within float error); ``None``: no grid (more decimals than that).
+* ``bands``: how round the other values are, per magnitude band. With the unit
+  ``u = 10^-decimals``, the bands split each decade ``[10^k u, 10^(k+1) u)`` into
+  ``[1, 2)``, ``[2, 5)`` and ``[5, 10)`` times ``10^k u`` (band ``3k``, ``3k+1``,
+  ``3k+2``; band 0 also holds 0). A value's *roundness level* ``j`` is the largest step
+  of the chain ``u, 5u, 10u, 50u, 100u, ...`` (step ``j`` is
+  ``{1, 5}[j % 2] * 10^(j // 2) * u``) that divides it, at most ``5 * 10^k u`` in decade
+  ``k``. ``bands[b]`` lists the share of each
+  level among the band's values. The chain is nested (each step divides the next), so
+  "exactly level ``j``" is well defined, and a grid whose step changes with magnitude
+  (10 below 1,000, 50 above) is the shares of two bands.
+
+On output (:func:`snap`) each generated value off the point masses draws a grid step for
+its band and is rounded to the lower or the upper multiple of it at random, in proportion
+to closeness. The step shares are solved so that the output has the band's roundness
+shares (:func:`draw_shares`: rounding to a grid of 10 also lands on multiples of 50 one
+time in five), and the random rounding keeps the distribution (the expected value is
+unchanged) where plain rounding to a coarse grid would pile values up on its points.
+
+``data.structure`` overrides a column: ``off`` (no structure), or
+``{point_masses: [...], decimals: d}`` (either key; shares are then learned for the
+declared values). Under differential privacy the structure is declared public like the
+bounds and the category sets; only the point-mass values and the unit are used there (no
+shares; see :mod:`synthgen.transformers.prepare`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synthgen.errors import ConfigError
+
+POINT_MASS_SHARE = 0.01  # default data.point_mass_share
+MAX_POINT_MASSES = 20  # heaviest point masses kept per column
+MASS_EXCESS = 3.0  # a point mass is seen at least this many times as often as either grid neighbour
+MAX_DECIMALS = 6  # more decimal places than this: no grid
+MAX_UNITS = 1e15  # |x| / unit above this: no grid (integer precision of float64)
+
+
+def step_units(level: np.ndarray | int) -> np.ndarray:
+    """Step of roundness ``level`` in units: 1, 5, 10, 50, 100, ..."""
+    level = np.asarray(level, dtype=np.int64)
+    return np.where(level % 2 == 0, 1, 5) * 10 ** (level // 2)
+
+
+def decade_of(units: np.ndarray) -> np.ndarray:
+    """``floor(log10(|x| / u))``, 0 below 10."""
+    with np.errstate(divide="ignore"):
+        return np.maximum(np.floor(np.log10(np.maximum(np.abs(units), 1.0))), 0).astype(np.int64)
+
+
+def band_of(units: np.ndarray) -> np.ndarray:
+    """Magnitude band of ``|x| / u``: ``3 * decade + (0, 1, 2)`` for a leading part in
+    ``[1, 2)``, ``[2, 5)``, ``[5, 10)`` (band 0 also holds 0)."""
+    a = np.maximum(np.abs(np.asarray(units, dtype=float)), 1.0)
+    decade = decade_of(a)
+    lead = a / 10.0**decade
+    return 3 * decade + np.where(lead < 2, 0, np.where(lead < 5, 1, 2))
+
+
+def band_edges(band: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[low, high)`` of each band, in units."""
+    decade, sub = np.divmod(np.asarray(band, dtype=np.int64), 3)
+    low = np.array([1.0, 2.0, 5.0])[sub] * 10.0**decade
+    return np.where(band == 0, 0.0, low), np.array([2.0, 5.0, 10.0])[sub] * 10.0**decade
+
+
+def top_level(band: np.ndarray) -> np.ndarray:
+    """The coarsest roundness level a band can hold (step ``5 * 10^decade``)."""
+    return 2 * (np.asarray(band, dtype=np.int64) // 3) + 1
+
+
+def grid_decimals(values: np.ndarray) -> int | None:
+    """The fewest decimal places (at most :data:`MAX_DECIMALS`) holding every value."""
+    if not len(values):
+        return None
+    for d in range(MAX_DECIMALS + 1):
+        scaled = values * 10.0**d
+        if np.abs(scaled).max() > MAX_UNITS:
+            return None
+        if np.all(np.abs(scaled - np.round(scaled)) <= 1e-6 * np.maximum(1.0, np.abs(scaled))):
+            return d
+    return None
+
+
+def roundness(units: np.ndarray) -> np.ndarray:
+    """Exact roundness level of whole numbers of units (see the module docstring)."""
+    k = np.abs(np.round(units)).astype(np.int64)
+    top = top_level(band_of(k.astype(float)))
+    level = np.zeros(len(k), dtype=np.int64)
+    for j in range(1, int(top.max(initial=0)) + 1):
+        level = np.where((j <= top) & (k % step_units(j) == 0), j, level)
+    return level
+
+
+def learn_structure(values: pd.Series, *, min_count: int, share: float = POINT_MASS_SHARE,
+                    max_masses: int = MAX_POINT_MASSES, declared: dict[str, Any] | None = None
+                    ) -> dict[str, Any] | None:
+    """The structure of one numeric column's train values (module docstring); ``None``
+    when it has no values. ``declared``: a ``data.structure`` entry (its keys win)."""
+    present = pd.to_numeric(values, errors="coerce").dropna().astype(float)
+    if present.empty:
+        return None
+    declared = declared or {}
+    counts = present.value_counts()
+    if "point_masses" in declared:
+        masses = [float(v) for v in declared["point_masses"]]
+    else:
+        heavy = counts[(counts >= min_count) & (counts / len(present) >= share)]
+        unit = grid_decimals(present.to_numpy())
+        if unit is not None and len(heavy):  # a spike, not just a likely value of a discrete column
+            step = 10.0**-unit
+            below = counts.reindex(np.round(heavy.index.to_numpy() - step, unit)).fillna(0).to_numpy()
+            above = counts.reindex(np.round(heavy.index.to_numpy() + step, unit)).fillna(0).to_numpy()
+            heavy = heavy[heavy.to_numpy() >= MASS_EXCESS * np.maximum(below, above)]
+        masses = [float(v) for v in heavy.index[:max_masses]]
+    mass_shares = [float(counts.get(v, 0)) / len(present) for v in masses]
+    rest = present[~present.isin(masses)].to_numpy()
+    decimals = declared["decimals"] if "decimals" in declared else grid_decimals(rest)
+    bands: dict[str, list[float]] = {}
+    if decimals is not None and len(rest):
+        units = np.round(rest * 10.0**decimals)
+        band, level = band_of(units), roundness(units)
+        for b in np.unique(band):
+            levels = np.bincount(level[band == b], minlength=int(top_level(b)) + 1)
+            bands[str(int(b))] = [round(float(c) / float(levels.sum()), 6) for c in levels]
+    return {"point_masses": masses, "point_mass_shares": [round(s, 6) for s in mass_shares],
+            "decimals": decimals, "bands": bands}
+
+
+def check_overrides(overrides: dict[str, Any], kinds: dict[str, str], source: str) -> None:
+    """``data.structure`` entries name numeric columns (their form is checked with the
+    params, :class:`synthgen.config.DataConfig`).
+
+    Raises:
+        ConfigError: naming the column.
+    """
+    for column in overrides:
+        if column not in kinds:
+            raise ConfigError(f"data.structure: column {column!r} is not in {source} (columns: {list(kinds)})")
+        if kinds[column] not in ("continuous", "integer"):
+            raise ConfigError(f"data.structure: column {column!r} is {kinds[column]}; "
+                              "only continuous and integer columns have a value structure")
+
+
+def level_shares(structure: dict[str, Any], band: int) -> np.ndarray:
+    """Roundness-level shares for ``band``: its own, else the nearest learned band's (a
+    value the train values never came near takes the grid of the nearest ones), else
+    level 0 only."""
+    bands = {int(b): np.asarray(v, dtype=float) for b, v in (structure.get("bands") or {}).items()}
+    if band in bands:
+        shares = bands[band]
+    elif bands:
+        shares = bands[min(bands, key=lambda b: abs(b - band))]
+    else:
+        shares = np.ones(1)
+    return shares / shares.sum() if shares.sum() > 0 else np.eye(len(shares))[0]
+
+
+def draw_shares(exact: np.ndarray) -> np.ndarray:
+    """Shares of the grids to round to, so that the rounded values have the exact
+    roundness shares ``exact``: rounding a smooth value to the grid of step ``s_j`` lands
+    on exact level ``i >= j`` with chance ``(s_j / s_i)(1 - s_i / s_{i+1})`` (the top
+    level: ``s_j / s_top``); this lower-triangular system is solved for the grid shares
+    (negative solutions clipped to 0)."""
+    top = len(exact) - 1
+    steps = step_units(np.arange(top + 2)).astype(float)
+    land = np.zeros((top + 1, top + 1))
+    for j in range(top + 1):
+        for i in range(j, top + 1):
+            land[i, j] = steps[j] / steps[i] * (1.0 if i == top else 1.0 - steps[i] / steps[i + 1])
+    grid = np.clip(np.linalg.solve(land, exact), 0.0, None)
+    return grid / grid.sum() if grid.sum() > 0 else np.eye(top + 1)[0]
+
+
+def snap(values: np.ndarray, structure: dict[str, Any], rng: np.random.Generator, *,
+         low: float | None = None, high: float | None = None, shares: bool = True) -> np.ndarray:
+    """Generated values (off the point masses) moved onto the learned grid (module
+    docstring): each draws a grid step for its band (:func:`draw_shares`) and is rounded
+    down or up to a multiple of it at random in proportion to closeness (the expected
+    value is kept, and no grid point collects more than its share), never onto a point
+    mass or outside ``[low, high]`` when the other neighbour avoids that. ``shares=False``:
+    every value takes the unit grid (as under differential privacy). NaN stays NaN;
+    without ``decimals`` values are returned as given."""
+    decimals = structure.get("decimals")
+    out = np.array(values, dtype=float)
+    ok = ~np.isnan(out)
+    if decimals is None or not ok.any():
+        return out
+    unit = 10.0**-decimals
+    masses = np.round(np.asarray(structure.get("point_masses") or [], dtype=float) / unit)
+    lo = -np.inf if low is None else low / unit - 1e-9
+    hi = np.inf if high is None else high / unit + 1e-9
+    y = out[ok] / unit
+    sign = np.where(y < 0, -1.0, 1.0)
+    a = np.abs(y)
+    band = band_of(a)
+    step = np.ones(len(a))
+    if shares:
+        for b in np.unique(band):
+            rows = np.flatnonzero(band == b)
+            grid = draw_shares(level_shares(structure, int(b)))
+            step[rows] = step_units(rng.choice(len(grid), size=len(rows), p=grid))
+    down = np.floor(a / step) * step
+    up = down + step
+    go_up = rng.random(len(a)) < (a - down) / step
+
+    def bad(m: np.ndarray) -> np.ndarray:
+        signed = sign * m
+        return np.isin(signed, masses) | (signed < lo) | (signed > hi)
+
+    first = np.where(go_up, up, down)
+    other = np.where(go_up, down, up)
+    m = np.where(bad(first) & ~bad(other), other, first)
+    out[ok] = np.clip(np.round(sign * m * unit, decimals), -np.inf if low is None else low,
+                      np.inf if high is None else high)
+    return out
