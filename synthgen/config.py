@@ -51,7 +51,7 @@ class DataConfig(_Section):
     # value structure of numeric columns (synthgen/data/structure.py): a value holding at least this
     # share of a column (and seen min_level_count times) is a point mass the generator chooses exactly
     point_mass_share: float = Field(0.01, gt=0.0, le=1.0)
-    structure: dict[str, Any] = {}  # per column: off, or {point_masses: [...], decimals: d}
+    structure: dict[str, Any] = {}  # per column: off, or {point_masses: [...], decimals: d, at_most: col}
     public_bounds: bool = True  # category sets and ranges are treated as public (see privacy)
     # kind: image only (see synthgen/data/images.py)
     image_size: int = 32  # every image is resized to image_size x image_size (a power of two, 8-256)
@@ -63,8 +63,11 @@ class DataConfig(_Section):
         for column, entry in entries.items():
             if entry == "off":
                 continue
-            if not isinstance(entry, dict) or not entry or set(entry) - {"point_masses", "decimals"}:
-                raise ValueError(f"{column}: expected off or {{point_masses: [...], decimals: d}}, got {entry!r}")
+            if not isinstance(entry, dict) or not entry or set(entry) - {"point_masses", "decimals", "at_most"}:
+                raise ValueError(f"{column}: expected off or {{point_masses: [...], decimals: d, at_most: column}}, "
+                                 f"got {entry!r}")
+            if not isinstance(entry.get("at_most", ""), str):
+                raise ValueError(f"{column}.at_most: expected a column name, got {entry['at_most']!r}")
             masses = entry.get("point_masses", [])
             if not isinstance(masses, list) or not all(
                     isinstance(v, (int, float)) and not isinstance(v, bool) for v in masses):

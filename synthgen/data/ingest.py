@@ -29,7 +29,7 @@ import pandas as pd
 
 from synthgen.config import DataConfig
 from synthgen.data.schema import ColumnSpec, TableSchema, conform, infer_schema, restrict
-from synthgen.data.structure import check_overrides, learn_structure
+from synthgen.data.structure import check_overrides, learn_orderings, learn_structure
 from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -187,6 +187,25 @@ def learn_structures(schema: TableSchema, train: pd.DataFrame, cfg: DataConfig) 
                                                                  spec.structure["point_mass_shares"])))
 
 
+def learn_bounds(schema: TableSchema, train: pd.DataFrame, cfg: DataConfig) -> None:
+    """Set ``at_most`` in the value structures: declared in ``data.structure``, else
+    learned (:func:`synthgen.data.structure.learn_orderings`) among the columns that have a
+    structure."""
+    numeric = [s.name for s in schema.columns if s.structure is not None]
+    declared = {c: e["at_most"] for c, e in cfg.structure.items() if isinstance(e, dict) and "at_most" in e}
+    bounds = declared or learn_orderings(train, numeric)
+    for low, high in declared.items():
+        a, b = (pd.to_numeric(train[c], errors="coerce") for c in (low, high))
+        if (a > b).any() or (a < 0).any() or (b <= 0).any():
+            raise DataError(f"{cfg.path}: data.structure.{low}.at_most: {low!r} must be >= 0 and at most "
+                            f"{high!r}, which must be > 0, in every train row ({int((a > b).sum())} rows exceed it)")
+    for low, high in bounds.items():
+        if schema[low].structure is not None:
+            schema[low].structure["at_most"] = high
+            log.info("column %r never exceeds %r in the train split; the generator keeps that order "
+                     "(data.structure)", low, high)
+
+
 def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
     """Read ``cfg.path``, infer the schema (with params overrides), replace id values by
     surrogate keys, split train/holdout, pool rare levels (see the module docstring) and
@@ -225,6 +244,7 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
     train, holdout = pool_rare_levels(schema, train, holdout, cfg.min_level_count, declared)
     schema = restrict(schema, train)
     learn_structures(schema, train, cfg)
+    learn_bounds(schema, train, cfg)
     for col in schema.columns:
         if col.discrete and col.categories and len(col.categories) >= cfg.max_categories:
             log.warning(

@@ -34,11 +34,21 @@ shares (:func:`draw_shares`: rounding to a grid of 10 also lands on multiples of
 time in five), and the random rounding keeps the distribution (the expected value is
 unchanged) where plain rounding to a coarse grid would pile values up on its points.
 
+* ``at_most``: another numeric column this one never exceeds in any train row (a loan
+  amount and the price it pays for, years at a job and age), found by
+  :func:`learn_orderings` where the order is not implied by the ranges: pairing the two
+  columns' values at random would break it in at least :data:`ORDER_CHANCE` (1%) of
+  rows. Both columns must be non-negative (the upper one positive); each column has at
+  most one such bound and a bounding column is not itself bounded. The preparer then
+  models the *ratio* to the bound, so every generated row keeps the order.
+
 ``data.structure`` overrides a column: ``off`` (no structure), or
-``{point_masses: [...], decimals: d}`` (either key; shares are then learned for the
-declared values). Under differential privacy the structure is declared public like the
-bounds and the category sets; only the point-mass values and the unit are used there (no
-shares; see :mod:`synthgen.transformers.prepare`).
+``{point_masses: [...], decimals: d, at_most: column}`` (any of the keys; shares are then
+learned for the declared values). Under differential privacy the structure is declared public like the
+bounds and the category sets; only :data:`PUBLIC_KEYS` are used there - the point-mass
+values, the unit and the ``at_most`` column, no shares (:func:`public_structure`; the
+privacy ledger lists them column by column, and the schema kept with a DP model has
+nothing else).
 """
 
 from __future__ import annotations
@@ -148,6 +158,43 @@ def learn_structure(values: pd.Series, *, min_count: int, share: float = POINT_M
             "decimals": decimals, "bands": bands}
 
 
+ORDER_CHANCE = 0.01  # an order that random pairing breaks this often is a learned constraint
+
+
+def learn_orderings(train: pd.DataFrame, columns: list[str], seed: int = 0) -> dict[str, str]:
+    """``{column: the column it never exceeds}`` (module docstring, ``at_most``)."""
+    values = {c: pd.to_numeric(train[c], errors="coerce").to_numpy(dtype=float) for c in columns}
+    rng = np.random.default_rng(seed)
+    found = []
+    for low in columns:
+        for high in columns:
+            a, b = values[low], values[high]
+            both = ~np.isnan(a) & ~np.isnan(b)
+            if low == high or both.sum() < 20 or np.nanmin(a) < 0 or np.nanmin(b) <= 0:
+                continue
+            if np.any(a[both] > b[both]):
+                continue
+            chance = float(np.mean(a[both] > rng.permutation(b[both])))
+            if chance >= ORDER_CHANCE:
+                found.append((chance, low, high))
+    bound: dict[str, str] = {}
+    for _, low, high in sorted(found, reverse=True):
+        if low not in bound and high not in bound and low not in bound.values():
+            bound[low] = high
+    return bound
+
+
+PUBLIC_KEYS = ("point_masses", "decimals", "at_most")  # what a DP fit uses (declared public)
+
+
+def public_structure(structure: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The part of a structure a differentially private fit uses and declares public: the
+    point-mass values, the decimals and the ``at_most`` column (no shares)."""
+    if not structure:
+        return None
+    return {k: structure[k] for k in PUBLIC_KEYS if structure.get(k) not in (None, [])} or None
+
+
 def check_overrides(overrides: dict[str, Any], kinds: dict[str, str], source: str) -> None:
     """``data.structure`` entries name numeric columns (their form is checked with the
     params, :class:`synthgen.config.DataConfig`).
@@ -161,6 +208,9 @@ def check_overrides(overrides: dict[str, Any], kinds: dict[str, str], source: st
         if kinds[column] not in ("continuous", "integer"):
             raise ConfigError(f"data.structure: column {column!r} is {kinds[column]}; "
                               "only continuous and integer columns have a value structure")
+        bound = overrides[column].get("at_most") if isinstance(overrides[column], dict) else None
+        if bound is not None and kinds.get(bound) not in ("continuous", "integer"):
+            raise ConfigError(f"data.structure.{column}.at_most: {bound!r} is not a continuous or integer column")
 
 
 def level_shares(structure: dict[str, Any], band: int) -> np.ndarray:
@@ -194,14 +244,15 @@ def draw_shares(exact: np.ndarray) -> np.ndarray:
 
 
 def snap(values: np.ndarray, structure: dict[str, Any], rng: np.random.Generator, *,
-         low: float | None = None, high: float | None = None, shares: bool = True) -> np.ndarray:
+         low: Any = None, high: Any = None, shares: bool = True) -> np.ndarray:
     """Generated values (off the point masses) moved onto the learned grid (module
     docstring): each draws a grid step for its band (:func:`draw_shares`) and is rounded
     down or up to a multiple of it at random in proportion to closeness (the expected
     value is kept, and no grid point collects more than its share), never onto a point
     mass or outside ``[low, high]`` when the other neighbour avoids that. ``shares=False``:
-    every value takes the unit grid (as under differential privacy). NaN stays NaN;
-    without ``decimals`` values are returned as given."""
+    every value takes the unit grid (as under differential privacy). ``low``/``high``:
+    scalars or one per value. NaN stays NaN; without ``decimals`` values are returned as
+    given."""
     decimals = structure.get("decimals")
     out = np.array(values, dtype=float)
     ok = ~np.isnan(out)
@@ -209,8 +260,9 @@ def snap(values: np.ndarray, structure: dict[str, Any], rng: np.random.Generator
         return out
     unit = 10.0**-decimals
     masses = np.round(np.asarray(structure.get("point_masses") or [], dtype=float) / unit)
-    lo = -np.inf if low is None else low / unit - 1e-9
-    hi = np.inf if high is None else high / unit + 1e-9
+    low = np.broadcast_to(-np.inf if low is None else np.asarray(low, dtype=float), out.shape)[ok]
+    high = np.broadcast_to(np.inf if high is None else np.asarray(high, dtype=float), out.shape)[ok]
+    lo, hi = low / unit - 1e-9, high / unit + 1e-9
     y = out[ok] / unit
     sign = np.where(y < 0, -1.0, 1.0)
     a = np.abs(y)
@@ -232,6 +284,5 @@ def snap(values: np.ndarray, structure: dict[str, Any], rng: np.random.Generator
     first = np.where(go_up, up, down)
     other = np.where(go_up, down, up)
     m = np.where(bad(first) & ~bad(other), other, first)
-    out[ok] = np.clip(np.round(sign * m * unit, decimals), -np.inf if low is None else low,
-                      np.inf if high is None else high)
+    out[ok] = np.clip(np.round(sign * m * unit, decimals), low, high)
     return out

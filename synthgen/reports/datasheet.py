@@ -15,6 +15,7 @@ import math
 from typing import Any
 
 from synthgen.data.schema import TableSchema
+from synthgen.synthesizers import REGISTRY
 
 # the figures a consumer should see first (also copied into manifest["validation"]["key_metrics"])
 KEY_METRICS = ("quality_score", "detection_auc", "tstr_ratio", "exact_copy_rate", "dcr_overfitting_share", "mia_auc")
@@ -198,8 +199,15 @@ def render_datasheet(
             "estimate with sampling noise.",
             "- Missing values are modelled with the other columns (a missing level or flag per column, its "
             "frequency from the noisy counts)." if dp else
+            "- Missing numbers are modelled jointly with the other columns, as one missingness pattern per row: "
+            "columns missing together stay missing together (patterns seen fewer than 10 times in training take "
+            "the nearest frequent pattern); missing categories are a level of their column."
+            if getattr(REGISTRY.get(family), "joint_missing", False) else
             "- Missing values are re-inserted independently per column at each column's training rate: "
             "which columns are missing *together* is not preserved.",
+            "- Numeric columns keep the value structure learned at ingest (the schema's `structure`): point "
+            "masses such as exact zeros are drawn as such, values lie on the column's grid (decimals, round "
+            "steps by magnitude), and a column that never exceeded another in training never does here.",
             "- Columns of kind `id` are fresh keys and `constant` columns are refilled; neither links to real rows."]
     if dp:
         out.append("- The privacy guarantee covers the model's training as stated above; any other use of the "

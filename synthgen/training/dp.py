@@ -59,8 +59,10 @@ rows that reaches the model, each item either charged to the budget or declared 
   release's ``epsilon_share`` is the increase of the composed epsilon when it was
   added, in release order, so the shares sum to ``epsilon_spent``.
 * **Declared public** (``data.public_bounds: true``): each categorical column's level
-  set, each numeric column's range, whether a column may be missing, constant values,
-  and the number of rows - listed column by column. Nothing is fitted from the values
+  set, each numeric column's range and value structure (point-mass values, decimals,
+  the column it never exceeds; :func:`synthgen.data.structure.public_structure`),
+  whether a column may be missing, constant values, and the number of rows - listed
+  column by column. Nothing is fitted from the values
   under DP: continuous modes are evenly spaced over the public range, missing numbers
   are imputed with the range's midpoint, missing categories are a level of their own.
 * **Not covered** (stated, not hidden): plain sentences in ``not_covered``.

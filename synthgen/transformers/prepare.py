@@ -62,6 +62,7 @@ import pandas as pd
 
 from synthgen.data.schema import ColumnSpec, TableSchema, coerce_column
 from synthgen.data.structure import snap
+from synthgen.transformers.values import fresh_ids, plain_json, restore_dtype, round_stamps, rows_of
 from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -122,6 +123,10 @@ class TablePreparer:
         self.pattern_columns_: list[str] = []
         self.patterns_: list[list[str]] = []
         self.draw_missing_ = True
+        modelled_numbers = {c.name for c in self._modelled() if c.kind in ("continuous", "integer")}
+        self.bounds_: dict[str, str] = {
+            spec.name: spec.structure["at_most"] for spec in self._modelled()
+            if spec.structure and spec.structure.get("at_most") in modelled_numbers and spec.name in modelled_numbers}
         if self.is_private:
             return self._fit_public(table)
         for spec in self._modelled():
@@ -137,6 +142,8 @@ class TablePreparer:
                     log.info("column %r: %d rare levels pooled while training", spec.name, len(rare))
                     self.rare_levels_[spec.name] = (list(rare.index), list(rare.to_numpy() / rare.sum()))
             else:
+                if spec.name in self.bounds:
+                    values = self._ratio(table, spec.name)
                 median = values.median()
                 self.medians_[spec.name] = float(median) if pd.notna(median) else 0.0
                 if values.isna().any() and self.joint_missing:
@@ -194,7 +201,7 @@ class TablePreparer:
                         "privacy every numeric range must be public (data.public_bounds) - set them in "
                         "the schema or leave the column out"
                     )
-                self.medians_[spec.name] = (float(spec.min) + float(spec.max)) / 2
+                self.medians_[spec.name] = 0.5 if spec.name in self.bounds else (float(spec.min) + float(spec.max)) / 2
                 if may_be_missing:
                     self.missing_cols_.append(spec.name)
         return self
@@ -272,6 +279,8 @@ class TablePreparer:
                     values = values.where(values != NAN, kept[0] if kept else NAN)
                 out[spec.name] = values.where(values.isin(set(kept)), OTHER).to_numpy(dtype=object)
             else:
+                if spec.name in self.bounds:
+                    values = self._ratio(table, spec.name)
                 out[spec.name] = self._impute(values, spec.name)
         for name, masses in self.point_masses.items():
             values = self._numeric_or_text(table[name], self.schema[name]).to_numpy(dtype=float)
@@ -285,6 +294,17 @@ class TablePreparer:
         if self.patterns:
             out[PATTERN_COLUMN] = np.array([f"m{i}" for i in self._pattern_codes(table)], dtype=object)
         return pd.DataFrame(out, index=range(len(table)))
+
+    @property
+    def bounds(self) -> dict[str, str]:
+        """``{column: the column it never exceeds}``; such a column is modelled as its
+        ratio to the bound (see :mod:`synthgen.data.structure`, ``at_most``)."""
+        return getattr(self, "bounds_", {})
+
+    def _ratio(self, table: pd.DataFrame, column: str) -> pd.Series:
+        high = self.bounds[column]
+        values = self._numeric_or_text(table[column], self.schema[column])
+        return values / self._numeric_or_text(table[high], self.schema[high])
 
     def _impute(self, values: pd.Series, column: str) -> np.ndarray:
         """Missing numbers filled: under ``private`` with the public midpoint, else with
@@ -325,24 +345,35 @@ class TablePreparer:
         codes = (prepared[PATTERN_COLUMN].astype(str).str[1:].astype(int).to_numpy()
                  if self.patterns else np.zeros(n, dtype=int))
         out: dict[str, pd.Series] = {}
-        for spec in self.schema.columns:
+        if self.bounds:  # a ratio times its bound's generated value; decoded after the bound
+            prepared = prepared.copy()
+            for low, high in self.bounds.items():
+                top = pd.to_numeric(prepared[high], errors="coerce").clip(self.schema[high].min, self.schema[high].max)
+                prepared[low] = pd.to_numeric(prepared[low], errors="coerce").clip(0.0, 1.0) * top
+        for spec in sorted(self.schema.columns, key=lambda c: c.name in self.bounds):
             if spec.kind == "id":
-                out[spec.name] = self._fresh_ids(spec, n)
+                out[spec.name] = fresh_ids(spec, n)
             elif spec.kind == "constant":
-                out[spec.name] = self._restore_dtype(pd.Series([spec.constant] * n, dtype=object), spec)
+                out[spec.name] = restore_dtype(pd.Series([spec.constant] * n, dtype=object), spec)
             elif spec.discrete:
                 out[spec.name] = self._decode_discrete(prepared[spec.name], spec, rng)
             else:
                 missing = np.zeros(n, dtype=bool)
                 if spec.name in self.pattern_columns and spec.name not in protect:
                     missing = np.isin(codes, [i for i, p in enumerate(self.patterns) if spec.name in p])
-                out[spec.name] = self._decode_numeric(prepared, spec, rng, missing, bounds.get(spec.name))
+                limit = bounds.get(spec.name)
+                if spec.name in self.bounds:
+                    high = self.bounds[spec.name]
+                    top = pd.to_numeric(out[high], errors="coerce").to_numpy(dtype=float)
+                    top = np.where(np.isnan(top), prepared[spec.name].to_numpy(dtype=float), top)
+                    limit = (-np.inf, top) if limit is None else (limit[0], np.minimum(limit[1], top))
+                out[spec.name] = self._decode_numeric(prepared, spec, rng, missing, limit)
         frame = pd.DataFrame(out)[self.schema.names]
         if not self.models_missingness:
             for spec in self._modelled():
                 if spec.missing_rate > 0 and spec.name not in protect:
                     blank = rng.random(n) < spec.missing_rate
-                    frame[spec.name] = self._restore_dtype(frame[spec.name].mask(blank), spec)
+                    frame[spec.name] = restore_dtype(frame[spec.name].mask(blank), spec)
         return frame
 
     def _decode_discrete(self, values: pd.Series, spec: ColumnSpec, rng: np.random.Generator) -> pd.Series:
@@ -353,19 +384,20 @@ class TablePreparer:
             values[pooled] = rng.choice(np.array(levels, dtype=object), size=int(pooled.sum()), p=probs)
         lookup = {str(level): level for level in (spec.categories or [])}
         decoded = pd.Series([lookup.get(v, None) if v != NAN else None for v in values], dtype=object)
-        return self._restore_dtype(decoded, spec)
+        return restore_dtype(decoded, spec)
 
     @property
     def pattern_columns(self) -> list[str]:
         return getattr(self, "pattern_columns_", [])
 
     def _decode_numeric(self, prepared: pd.DataFrame, spec: ColumnSpec, rng: np.random.Generator,
-                        missing: np.ndarray, bound: tuple[float, float] | None) -> pd.Series:
+                        missing: np.ndarray, bound: tuple[Any, Any] | None) -> pd.Series:
+        """``bound``: (low, high), scalars or per-row arrays, within the column's range."""
         values = pd.to_numeric(prepared[spec.name], errors="coerce").to_numpy(dtype=float)
         low, high = spec.min, spec.max
         if bound is not None:
-            low = bound[0] if low is None else max(low, bound[0])
-            high = bound[1] if high is None else min(high, bound[1])
+            low = bound[0] if low is None else np.maximum(low, bound[0])
+            high = bound[1] if high is None else np.minimum(high, bound[1])
         if low is not None and high is not None:
             values = np.clip(values, low, high)
         at_mass = np.zeros(len(values), dtype=bool)
@@ -379,7 +411,8 @@ class TablePreparer:
             values = np.where(at_mass, chosen, values)
         if spec.structure and spec.kind in ("continuous", "integer"):
             rest = ~at_mass
-            values[rest] = snap(values[rest], spec.structure, rng, low=low, high=high, shares=not self.is_private)
+            values[rest] = snap(values[rest], spec.structure, rng, low=rows_of(low, rest), high=rows_of(high, rest),
+                                shares=not self.is_private)
         if spec.kind == "integer":
             values = np.round(values)
         flag = f"{spec.name}{MISSING_SUFFIX}"
@@ -388,30 +421,8 @@ class TablePreparer:
         series = pd.Series(np.where(missing, np.nan, values))
         if spec.kind == "datetime":
             stamps = pd.to_datetime((series * 1e9).round().astype("Int64"), unit="ns")
-            return self._restore_dtype(round_stamps(stamps, spec.resolution), spec)
-        return self._restore_dtype(series, spec)
-
-    @staticmethod
-    def _fresh_ids(spec: ColumnSpec, n: int) -> pd.Series:
-        if spec.dtype.lower().startswith(("int", "uint")):
-            return pd.Series(np.arange(1, n + 1), dtype=spec.dtype)
-        return pd.Series([f"syn-{i:08d}" for i in range(1, n + 1)], dtype=object)
-
-    @staticmethod
-    def _restore_dtype(values: pd.Series, spec: ColumnSpec) -> pd.Series:
-        dtype = spec.dtype
-        try:
-            if dtype.startswith("datetime64"):
-                return pd.to_datetime(values).astype(dtype)
-            if dtype in ("int64", "int32", "int16", "int8", "uint8") and values.isna().any():
-                return values.astype("Int64")
-            if dtype == "bool" and values.isna().any():
-                return values.astype("boolean")
-            if dtype == "object":
-                return values.astype(object).where(values.notna(), None)
-            return values.astype(dtype)
-        except (TypeError, ValueError):
-            return values
+            return restore_dtype(round_stamps(stamps, spec.resolution), spec)
+        return restore_dtype(series, spec)
 
     # -- persistence ----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -424,7 +435,7 @@ class TablePreparer:
         Raises:
             TypeError: an attribute holds a value JSON cannot carry (named in the message).
         """
-        state = {name: _plain(value, name) for name, value in vars(self).items() if name != "schema"}
+        state = {name: plain_json(value, name) for name, value in vars(self).items() if name != "schema"}
         return {"schema": self.schema.to_dict(), **state}
 
     @classmethod
@@ -450,39 +461,3 @@ class TablePreparer:
                 raise ValueError(f"a saved TablePreparer cannot set {name!r} (a method or property)")
             setattr(preparer, name, value)
         return preparer
-
-
-def round_stamps(stamps: pd.Series, resolution: str | None) -> pd.Series:
-    """Timestamps rounded to ``resolution``: ``"MS"`` the nearest first day of a month,
-    else a fixed pandas frequency (``"D"``, ``"s"``); ``None`` leaves them."""
-    if not resolution:
-        return stamps
-    if resolution != "MS":
-        return stamps.dt.round(resolution)
-    start = stamps.dt.to_period("M").dt.start_time
-    after = start + pd.offsets.MonthBegin(1)
-    return start.where((stamps - start) <= (after - stamps), after).where(stamps.notna())
-
-
-def _plain(value: Any, name: str) -> Any:
-    """``value`` as JSON-ready Python values (numpy scalars and arrays converted, tuples as
-    lists); ``name`` is the attribute it belongs to, for the error.
-
-    Raises:
-        TypeError: a value JSON cannot carry, or a mapping key that is not a string.
-    """
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (np.bool_, np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (int, float)):
-        return value
-    if isinstance(value, np.ndarray):
-        return _plain(value.tolist(), name)
-    if isinstance(value, (list, tuple)):
-        return [_plain(v, name) for v in value]
-    if isinstance(value, dict):
-        if not all(isinstance(k, str) for k in value):
-            raise TypeError(f"TablePreparer.{name}: mapping keys must be strings to be saved as JSON")
-        return {k: _plain(v, name) for k, v in value.items()}
-    raise TypeError(f"TablePreparer.{name}: a {type(value).__name__} cannot be saved as JSON")

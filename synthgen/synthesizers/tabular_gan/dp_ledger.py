@@ -17,6 +17,7 @@ import numpy as np
 
 from synthgen.data.schema import TableSchema
 from synthgen.transformers.mode_normalizer import ModeNormalizer
+from synthgen.data.structure import public_structure
 from synthgen.transformers.prepare import MISSING_SUFFIX, NAN, TablePreparer
 
 PUBLIC_SOURCE = "data.public_bounds"
@@ -40,6 +41,9 @@ def public_items(schema: TableSchema, preparer: TablePreparer, n_rows: int) -> l
             items.append({**item, "what": "bounds", "value": [float(spec.min), float(spec.max)]})
             if missing:
                 items.append({**item, "detail": "may be missing"})
+            shown = public_structure(spec.structure)
+            if shown:
+                items.append({**item, "what": "value structure", "value": shown})
     items.append({"column": None, "what": "row count", "value": int(n_rows), "source": PUBLIC_SOURCE})
     return items
 
@@ -72,12 +76,13 @@ def released_missing_rates(schema: TableSchema, normalizer: ModeNormalizer, coun
 def public_schema(schema: TableSchema, normalizer: ModeNormalizer, counts: np.ndarray) -> TableSchema:
     """The schema kept with a DP model: levels in sorted order (not by frequency), no
     notes (they count pooled levels), and as ``missing_rate`` the share in the released
-    noisy counts instead of the real rate; bounds, kinds, dtypes and the row count stay
-    (declared public)."""
+    noisy counts instead of the real rate, the value structure without its shares (only
+    the point-mass values, the decimals and the ``at_most`` column, which a DP fit uses);
+    bounds, kinds, dtypes and the row count stay (declared public)."""
     rates = released_missing_rates(schema, normalizer, counts)
     columns = [
         replace(spec, categories=sorted(spec.categories, key=str) if spec.categories else spec.categories,
-                note="", missing_rate=rates.get(spec.name, 0.0))
+                note="", missing_rate=rates.get(spec.name, 0.0), structure=public_structure(spec.structure))
         for spec in schema.columns
     ]
     return replace(schema, columns=columns)
