@@ -29,7 +29,7 @@ import pandas as pd
 
 from synthgen.config import DataConfig
 from synthgen.data.schema import ColumnSpec, TableSchema, conform, infer_schema, restrict
-from synthgen.data.structure import check_overrides, learn_orderings, learn_structure
+from synthgen.data.structure import check_overrides, learn_determinations, learn_orderings, learn_structure
 from synthgen.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -206,6 +206,20 @@ def learn_bounds(schema: TableSchema, train: pd.DataFrame, cfg: DataConfig) -> N
                      "(data.structure)", low, high)
 
 
+def learn_rules(schema: TableSchema, train: pd.DataFrame, cfg: DataConfig) -> None:
+    """Set ``determined_by`` rules on discrete columns another column fixes in every train
+    row (:func:`synthgen.data.structure.learn_determinations`), unless ``data.structure``
+    turns the column ``off``."""
+    discrete = [s.name for s in schema.columns if s.discrete]
+    numeric = [s.name for s in schema.columns if s.kind in ("continuous", "integer")]
+    text = {c: train[c].astype(object).where(train[c].notna(), "__nan__").map(str) for c in discrete}
+    for column, rule in learn_determinations(train, discrete, numeric, text).items():
+        if cfg.structure.get(column) != "off":
+            schema[column].structure = rule
+            log.info("column %r is determined by %r in every train row; the generator keeps that rule "
+                     "(data.structure: {%s: off} to drop it)", column, rule["determined_by"], column)
+
+
 def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
     """Read ``cfg.path``, infer the schema (with params overrides), replace id values by
     surrogate keys, split train/holdout, pool rare levels (see the module docstring) and
@@ -245,6 +259,7 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
     schema = restrict(schema, train)
     learn_structures(schema, train, cfg)
     learn_bounds(schema, train, cfg)
+    learn_rules(schema, train, cfg)
     for col in schema.columns:
         if col.discrete and col.categories and len(col.categories) >= cfg.max_categories:
             log.warning(

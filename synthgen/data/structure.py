@@ -42,6 +42,14 @@ unchanged) where plain rounding to a coarse grid would pile values up on its poi
   most one such bound and a bounding column is not itself bounded. The preparer then
   models the *ratio* to the bound, so every generated row keeps the order.
 
+A discrete column can have a structure too: ``determined_by``, when another column fixes
+its value in every train row (no degree exactly when schooling is under 12 years), found
+by :func:`learn_determinations`: the other column is a category with at least 3 levels,
+or a number with at most one distinct value per 20 rows whose sorted values split into
+at most :data:`MAX_RUNS` runs of one level each (stored as ``thresholds`` between runs
+and the runs' ``levels``; a category's ``mapping``). On output the column is set from the
+other one, so no row breaks the rule. (Not used under differential privacy.)
+
 ``data.structure`` overrides a column: ``off`` (no structure), or
 ``{point_masses: [...], decimals: d, at_most: column}`` (any of the keys; shares are then
 learned for the declared values). Under differential privacy the structure is declared public like the
@@ -184,6 +192,72 @@ def learn_orderings(train: pd.DataFrame, columns: list[str], seed: int = 0) -> d
     return bound
 
 
+MAX_RUNS = 4  # a number determines a category through at most this many runs of one level
+
+
+def learn_determinations(train: pd.DataFrame, discrete: list[str], numeric: list[str],
+                         text: dict[str, pd.Series]) -> dict[str, dict[str, Any]]:
+    """``{column: rule}`` for discrete columns another column determines (module
+    docstring). ``text``: every discrete column's values as prepared text (missing as a
+    level of its own, ignored here); ``numeric``: the numeric columns."""
+    rules: dict[str, dict[str, Any]] = {}
+    for target in discrete:
+        y = text[target]
+        for source in [c for c in numeric + discrete if c != target and c not in rules]:
+            rule = _numeric_rule(train[source], y) if source in numeric else _level_rule(text[source], y)
+            if rule is not None:
+                rules[target] = {"determined_by": source, **rule}
+                break
+    return rules
+
+
+def _present(x: pd.Series, y: pd.Series) -> pd.Series:
+    return x.notna() & (y != "__nan__")
+
+
+def _numeric_rule(source: pd.Series, y: pd.Series) -> dict[str, Any] | None:
+    x = pd.to_numeric(source, errors="coerce")
+    keep = _present(x, y)
+    x, y = x[keep].to_numpy(dtype=float), y[keep].to_numpy(dtype=object)
+    values = np.unique(x)
+    if len(x) < 20 or len(values) < 3 or len(values) > len(x) / 20 or len(set(y)) < 2:
+        return None
+    order = np.argsort(x, kind="stable")
+    x, y = x[order], y[order]
+    firsts = np.r_[0, np.flatnonzero(np.diff(x)) + 1]
+    per_value = [set(y[a:b]) for a, b in zip(firsts, np.r_[firsts[1:], len(x)])]
+    if any(len(levels) != 1 for levels in per_value):
+        return None
+    levels = [next(iter(v)) for v in per_value]
+    cuts = [i for i in range(1, len(levels)) if levels[i] != levels[i - 1]]
+    if len(cuts) + 1 > MAX_RUNS:
+        return None
+    return {"thresholds": [float((values[i - 1] + values[i]) / 2) for i in cuts],
+            "levels": [levels[0]] + [levels[i] for i in cuts]}
+
+
+def _level_rule(source: pd.Series, y: pd.Series) -> dict[str, Any] | None:
+    keep = (source != "__nan__") & (y != "__nan__")
+    if keep.sum() < 20 or source[keep].nunique() < 3 or y[keep].nunique() < 2:
+        return None
+    per_level = y[keep].groupby(source[keep]).nunique()
+    if (per_level != 1).any():
+        return None
+    return {"mapping": {str(k): v for k, v in y[keep].groupby(source[keep]).first().items()}}
+
+
+def apply_determination(rule: dict[str, Any], source: pd.Series) -> pd.Series:
+    """The determined column's prepared text for each row (None where the rule says
+    nothing: a missing or unseen source value). ``source``: the determining column's
+    output values (numbers) or prepared text (categories)."""
+    if "mapping" in rule:
+        return source.astype(str).map(rule["mapping"]).astype(object).where(lambda v: v.notna(), None)
+    x = pd.to_numeric(source, errors="coerce").to_numpy(dtype=float)
+    runs = np.searchsorted(np.asarray(rule["thresholds"], dtype=float), x, side="right")
+    levels = np.asarray(rule["levels"], dtype=object)[np.minimum(runs, len(rule["levels"]) - 1)]
+    return pd.Series(np.where(np.isnan(x), None, levels), index=source.index, dtype=object)
+
+
 PUBLIC_KEYS = ("point_masses", "decimals", "at_most")  # what a DP fit uses (declared public)
 
 
@@ -205,9 +279,11 @@ def check_overrides(overrides: dict[str, Any], kinds: dict[str, str], source: st
     for column in overrides:
         if column not in kinds:
             raise ConfigError(f"data.structure: column {column!r} is not in {source} (columns: {list(kinds)})")
+        if kinds[column] in ("categorical", "boolean") and overrides[column] == "off":
+            continue  # drops a learned determined_by rule
         if kinds[column] not in ("continuous", "integer"):
-            raise ConfigError(f"data.structure: column {column!r} is {kinds[column]}; "
-                              "only continuous and integer columns have a value structure")
+            raise ConfigError(f"data.structure: column {column!r} is {kinds[column]}; only continuous and "
+                              "integer columns have a value structure (a category takes only 'off')")
         bound = overrides[column].get("at_most") if isinstance(overrides[column], dict) else None
         if bound is not None and kinds.get(bound) not in ("continuous", "integer"):
             raise ConfigError(f"data.structure.{column}.at_most: {bound!r} is not a continuous or integer column")

@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.data.schema import ColumnSpec, TableSchema, coerce_column
-from synthgen.data.structure import snap
+from synthgen.data.structure import apply_determination, snap
 from synthgen.transformers.values import fresh_ids, plain_json, restore_dtype, round_stamps, rows_of
 from synthgen.errors import ConfigError, DataError
 
@@ -127,6 +127,9 @@ class TablePreparer:
         self.bounds_: dict[str, str] = {
             spec.name: spec.structure["at_most"] for spec in self._modelled()
             if spec.structure and spec.structure.get("at_most") in modelled_numbers and spec.name in modelled_numbers}
+        self.rules_: dict[str, dict[str, Any]] = {} if self.is_private else {
+            spec.name: spec.structure for spec in self._modelled()
+            if spec.discrete and spec.structure and spec.structure.get("determined_by") in {c.name for c in self._modelled()}}
         if self.is_private:
             return self._fit_public(table)
         for spec in self._modelled():
@@ -350,13 +353,20 @@ class TablePreparer:
             for low, high in self.bounds.items():
                 top = pd.to_numeric(prepared[high], errors="coerce").clip(self.schema[high].min, self.schema[high].max)
                 prepared[low] = pd.to_numeric(prepared[low], errors="coerce").clip(0.0, 1.0) * top
-        for spec in sorted(self.schema.columns, key=lambda c: c.name in self.bounds):
+        rules = getattr(self, "rules_", {})
+        for spec in sorted(self.schema.columns, key=lambda c: (c.name in rules, c.name in self.bounds)):
             if spec.kind == "id":
                 out[spec.name] = fresh_ids(spec, n)
             elif spec.kind == "constant":
                 out[spec.name] = restore_dtype(pd.Series([spec.constant] * n, dtype=object), spec)
             elif spec.discrete:
-                out[spec.name] = self._decode_discrete(prepared[spec.name], spec, rng)
+                values = prepared[spec.name]
+                if spec.name in rules and spec.name not in protect:  # set from the column that determines it
+                    source = rules[spec.name]["determined_by"]
+                    forced = apply_determination(rules[spec.name], out[source] if not self.schema[source].discrete
+                                                 else prepared[source])
+                    values = forced.where(forced.notna(), values.astype(object).to_numpy())
+                out[spec.name] = self._decode_discrete(values, spec, rng)
             else:
                 missing = np.zeros(n, dtype=bool)
                 if spec.name in self.pattern_columns and spec.name not in protect:

@@ -137,8 +137,8 @@ def test_structure_overrides_are_checked_before_work(tmp_path):
     structured_table(200).to_csv(path, index=False)
     with pytest.raises(ConfigError, match="data.structure: column 'nope'"):
         ingest(DataConfig(path=str(path), structure={"nope": "off"}))
-    with pytest.raises(ConfigError, match="column 'tier' is categorical"):
-        ingest(DataConfig(path=str(path), structure={"tier": "off"}))
+    with pytest.raises(ConfigError, match="column 'tier' is categorical; .*a category takes only 'off'"):
+        ingest(DataConfig(path=str(path), structure={"tier": {"decimals": 1}}))
     with pytest.raises(ValueError, match="point_masses"):
         DataConfig(path=str(path), structure={"amount": {"point_masses": "zero"}})
     schema, _, _ = ingest(DataConfig(path=str(path), structure={"amount": "off", "debt": {"point_masses": [0, -1]}}))
@@ -176,3 +176,23 @@ def test_cli_run_keeps_structure_across_the_process_boundary(ingested, tmp_path)
     assert set(detection["columns"]) >= {"amount", "debt", "income", "assets", "opened", "tier"}
     assert all(0.5 <= auc <= 1.0 for auc in detection["columns"].values())
     assert {f["column"] for f in detection["top_features"]} == set(detection["columns"])
+
+
+def test_a_category_fixed_by_another_column_keeps_the_rule(tmp_path):
+    """``nodeg`` is 1 exactly when ``educ`` < 12: ingest learns the rule and decoding sets
+    ``nodeg`` from the generated ``educ``, whatever the generator drew for ``nodeg``."""
+    rng = np.random.default_rng(5)
+    educ = rng.choice(np.arange(4, 18), 2000)
+    frame = pd.DataFrame({"educ": educ, "nodeg": (educ < 12).astype(int), "x": rng.normal(size=2000)})
+    path = tmp_path / "school.csv"
+    frame.to_csv(path, index=False)
+    schema, train, _ = ingest(DataConfig(path=str(path)))
+    assert schema["nodeg"].structure == {"determined_by": "educ", "thresholds": [11.5], "levels": ["1", "0"]}
+    prep = TablePreparer(schema).fit(train)
+    prepared = prep.transform(train)
+    prepared["nodeg"] = rng.permutation(prepared["nodeg"].to_numpy())  # a generator that broke the rule
+    prepared["educ"] = prepared["educ"] + rng.normal(0, 2, len(prepared))
+    out = prep.inverse_transform(prepared, rng)
+    assert ((out["educ"] < 12).astype(int) == out["nodeg"]).all()
+    off, _, _ = ingest(DataConfig(path=str(path), structure={"nodeg": "off"}))
+    assert off["nodeg"].structure is None
