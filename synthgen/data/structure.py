@@ -11,7 +11,7 @@ split, a *structure* stored in the schema (``ColumnSpec.structure``, JSON):
   times (``data.min_level_count``, default 10: a point mass is published like a category
   level, so the same rarity rule applies) and at least :data:`MASS_EXCESS` (3) times as
   often as either neighbour on the column's finest grid (``x ± 10^-decimals``; a spike,
-  such as 0 or a round 1,000, not just a common age), the ``max_masses`` (20) heaviest,
+  such as 0 or a round 1,000, not just a common age), the ``max_masses`` (10) heaviest,
   with their ``point_mass_shares``. The generator chooses them as discrete states
   (:mod:`synthgen.transformers.prepare`).
 * ``decimals``: the fewest decimal places (0 to :data:`MAX_DECIMALS`) that hold every
@@ -69,7 +69,7 @@ import pandas as pd
 from synthgen.errors import ConfigError
 
 POINT_MASS_SHARE = 0.01  # default data.point_mass_share
-MAX_POINT_MASSES = 20  # heaviest point masses kept per column
+MAX_POINT_MASSES = 10  # heaviest point masses kept per column (each widens the model by one)
 MASS_EXCESS = 3.0  # a point mass is seen at least this many times as often as either grid neighbour
 MAX_DECIMALS = 6  # more decimal places than this: no grid
 MAX_UNITS = 1e15  # |x| / unit above this: no grid (integer precision of float64)

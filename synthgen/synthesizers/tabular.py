@@ -54,6 +54,7 @@ class TabularSynthesizer(Synthesizer):
     native_conditions: ClassVar[bool] = False
     supports_privacy: ClassVar[bool] = False
     joint_missing: ClassVar[bool] = True  # see TablePreparer
+    point_states: ClassVar[bool] = True  # see TablePreparer
 
     def __init__(
         self,
@@ -81,7 +82,8 @@ class TabularSynthesizer(Synthesizer):
         if len(table) < 2:
             raise DataError(f"training table has {len(table)} rows; at least 2 are needed")
         self.preparer_ = TablePreparer(self.schema, self.max_categories, self.joint_missing,
-                                       private=self.privacy.epsilon is not None).fit(table)
+                                       private=self.privacy.epsilon is not None,
+                                       point_states=self.point_states).fit(table)
         prepared = self.preparer_.transform(table)
         self.n_train_ = len(table)
         return prepared
@@ -158,7 +160,7 @@ class TabularSynthesizer(Synthesizer):
                 flag = f"{column}{MISSING_SUFFIX}"
                 if flag in self.preparer_.columns:  # a conditioned value is never missing
                     encoded[flag] = "0"
-                masses = self.preparer_.point_masses.get(column, [])
+                masses = self.preparer_.state_columns.get(column, [])
                 inside = [i for i, v in enumerate(masses) if low <= v <= high]
                 if masses and not inside:  # only the continuous part can meet the range
                     encoded[f"{column}{POINT_SUFFIX}"] = CONTINUOUS_STATE

@@ -23,6 +23,12 @@ Layout of the wide matrix (published as :attr:`ModeNormalizer.spans`)::
 ``alpha`` entries take ``tanh``; every other span takes a softmax. The discrete block
 doubles as the conditional vector (its offset is :attr:`ModeNormalizer.disc_start`).
 
+*Point masses* (``fit(point_masses=...)``, learned at ingest:
+:mod:`synthgen.data.structure`) are extra modes at the end of their column's mode span:
+a value equal to a point mass takes that mode with ``alpha = 0``, and the mode decodes to
+the exact value. The generator chooses an exact 0 the way it chooses a mixture
+component, without widening the conditional vector.
+
 With ``public_modes=True`` (used under differential privacy) nothing is fitted from
 the values: modes are ``max_modes`` evenly spaced Gaussians over the public range of
 each column (the schema's min/max) and each value takes its nearest mode, a per-row
@@ -135,25 +141,42 @@ class ModeNormalizer:
 
     # -- fitting -------------------------------------------------------------------
     def fit(self, frame: pd.DataFrame, discrete_columns: list[str],
-            levels: dict[str, list[str]] | None = None) -> ModeNormalizer:
+            levels: dict[str, list[str]] | None = None,
+            point_masses: dict[str, list[float]] | None = None) -> ModeNormalizer:
         """Learn modes and level sets. Returns ``self``.
 
         ``levels``: a discrete column's full level set (public, under differential
         privacy), kept even where a level does not occur in ``frame``; default ``None``
-        (the levels seen in ``frame``)."""
+        (the levels seen in ``frame``). ``point_masses``: ``{continuous column: values}``
+        that get a mode of their own each (module docstring); default none."""
         self.discrete_columns_ = [c for c in frame.columns if c in set(discrete_columns)]
         self.continuous_columns_ = [c for c in frame.columns if c not in set(discrete_columns)]
         self.columns_ = list(frame.columns)
+        self.point_masses_ = {c: [float(v) for v in vs] for c, vs in (point_masses or {}).items()
+                              if c in self.continuous_columns_ and vs}
         given = levels or {}
         self.levels_ = {c: sorted(set(pd.unique(frame[c].astype(str))) | set(given.get(c, ())))
                         for c in self.discrete_columns_}
         values = frame[self.continuous_columns_].to_numpy(dtype=np.float64)
+        values = self._without_masses(values)
         if self.public_modes:
             self._fit_public()
         else:
             self._fit_em(values)
         self._build_layout()
         return self
+
+    def _without_masses(self, values: np.ndarray) -> np.ndarray:
+        """The values the mixtures are fitted on: point-mass cells replaced by (seeded)
+        draws from their column's other values, so no mixture component is spent on a
+        spike that has a mode of its own."""
+        rng = np.random.default_rng(self.seed)
+        values = values.copy()
+        for i, col in enumerate(self.continuous_columns_):
+            hit = np.isin(values[:, i], self.point_masses_.get(col, []))
+            if hit.any() and (~hit).any():
+                values[hit, i] = rng.choice(values[~hit, i], size=int(hit.sum()))
+        return values
 
     def _fit_public(self) -> None:
         if self.bounds is None or any(c not in self.bounds for c in self.continuous_columns_):
@@ -223,11 +246,14 @@ class ModeNormalizer:
         self.weights_ = np.take_along_axis(self.weights_, order, 1)
         self.active_ = np.take_along_axis(self.active_, order, 1)
         self.n_modes_ = self.active_.sum(axis=1).astype(int)
+        masses = getattr(self, "point_masses_", {})
+        self.n_points_ = np.array([len(masses.get(col, [])) for col in self.continuous_columns_], dtype=int)
         spans: list[Span] = [Span(col, "alpha", i, 1) for i, col in enumerate(self.continuous_columns_)]
         pos = c
         for i, col in enumerate(self.continuous_columns_):
-            spans.append(Span(col, "mode", pos, int(self.n_modes_[i])))
-            pos += int(self.n_modes_[i])
+            size = int(self.n_modes_[i] + self.n_points_[i])
+            spans.append(Span(col, "mode", pos, size))
+            pos += size
         self.disc_start = pos
         for col in self.discrete_columns_:
             spans.append(Span(col, "level", pos, len(self.levels_[col])))
@@ -298,6 +324,11 @@ class ModeNormalizer:
         m = np.take_along_axis(self.means_[None].repeat(len(x), 0), mode[:, :, None], 2)[..., 0]
         s = np.take_along_axis(self.stds_[None].repeat(len(x), 0), mode[:, :, None], 2)[..., 0]
         a = np.clip((x - m) / (4 * s), -_CLIP, _CLIP)
+        for i, col in enumerate(self.continuous_columns_):
+            for k, value in enumerate(getattr(self, "point_masses_", {}).get(col, [])):
+                hit = x[:, i] == value
+                mode[hit, i] = self.n_modes_[i] + k
+                a[hit, i] = 0.0
         return a.astype(np.float32), mode.astype(np.int64)
 
     # -- backward ----------------------------------------------------------------------
@@ -306,17 +337,24 @@ class ModeNormalizer:
         -> prepared frame."""
         c = self.n_continuous
         out: dict[str, Any] = {}
-        if c:
-            mode = hot[:, :c] - self.mode_starts_[None, :]
-            m = np.take_along_axis(self.means_, mode.T, 1).T
-            s = np.take_along_axis(self.stds_, mode.T, 1).T
-            values = np.clip(alpha, -1, 1).astype(np.float64) * 4 * s + m
-            for i, col in enumerate(self.continuous_columns_):
-                out[col] = values[:, i]
+        for i, col in enumerate(self.continuous_columns_):
+            out[col] = self.values_of(alpha, hot, i)
         for j, col in enumerate(self.discrete_columns_):
             levels = np.array(self.levels_[col], dtype=object)
             out[col] = levels[hot[:, c + j] - self.level_starts_[j]]
         return pd.DataFrame(out, columns=self.columns_)
+
+    def values_of(self, alpha: np.ndarray, hot: np.ndarray, i: int) -> np.ndarray:
+        """Continuous column ``i``'s values from compact rows: ``alpha`` scaled by the
+        chosen mixture mode, or the exact value of a chosen point-mass mode."""
+        mode = hot[:, i] - self.mode_starts_[i]
+        inside = np.minimum(mode, self.n_modes_[i] - 1)
+        values = np.clip(alpha[:, i], -1, 1).astype(np.float64) * 4 * self.stds_[i, inside] + self.means_[i, inside]
+        masses = np.asarray(getattr(self, "point_masses_", {}).get(self.continuous_columns_[i], []), dtype=float)
+        if len(masses):
+            point = mode >= self.n_modes_[i]
+            values[point] = masses[np.minimum(mode[point] - self.n_modes_[i], len(masses) - 1)]
+        return values
 
     def inverse_transform(self, wide: np.ndarray) -> pd.DataFrame:
         """Wide matrix (any scores in softmax spans; argmax is taken) -> prepared frame."""
@@ -332,7 +370,7 @@ class ModeNormalizer:
 
     def to_dict(self) -> dict[str, Any]:
         """The fitted normalizer as plain JSON values (no pickle): the constructor settings,
-        the column roles and levels, and each continuous column's mixture (``means``,
+        the column roles, levels and point masses, and each continuous column's mixture (``means``,
         ``stds``, ``weights``, ``active``: ``(columns, max_modes)`` nested lists). The
         layout (spans, positions) is derived again on load."""
         settings = {name: getattr(self, name) for name in self._SETTINGS}
@@ -344,6 +382,7 @@ class ModeNormalizer:
             "discrete_columns": list(self.discrete_columns_),
             "continuous_columns": list(self.continuous_columns_),
             "levels": {c: list(v) for c, v in self.levels_.items()},
+            "point_masses": {c: list(v) for c, v in getattr(self, "point_masses_", {}).items()},
             "means": self.means_.tolist(),
             "stds": self.stds_.tolist(),
             "weights": self.weights_.tolist(),
@@ -365,6 +404,9 @@ class ModeNormalizer:
         norm.discrete_columns_ = list(state["discrete_columns"])
         norm.continuous_columns_ = list(state["continuous_columns"])
         norm.levels_ = {c: list(levels) for c, levels in state["levels"].items()}
+        norm.point_masses_ = {c: [float(v) for v in vs] for c, vs in state.get("point_masses", {}).items()}
+        if set(norm.point_masses_) - set(norm.continuous_columns_):
+            raise ValueError("point masses name a column that is not continuous")
         if set(norm.levels_) != set(norm.discrete_columns_):
             raise ValueError("levels do not match the discrete columns")
         shape = (len(norm.continuous_columns_), int(norm.max_modes))

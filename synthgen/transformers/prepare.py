@@ -7,7 +7,8 @@ every tabular backend:
 * Point masses (:mod:`synthgen.data.structure`, learned at ingest): a numeric column
   with point masses gets a discrete column ``<name>__point`` (levels ``value`` and
   ``p0``, ``p1``, ... for each mass), so the generator *chooses* an exact 0 or 999 beside
-  its continuous modes; the numeric column keeps the true value (so its relation to
+  its continuous modes - unless ``point_states=False`` (``tabular_gan``, whose
+  normalizer gives each mass a mode: :attr:`TablePreparer.model_masses`); the numeric column keeps the true value (so its relation to
   other columns stays ordinal), and a mass state decodes to the exact mass value.
 * Value grids: on output, values off the point masses are moved onto the learned grid
   (:func:`synthgen.data.structure.snap`: integer steps, decimals, round amounts by
@@ -86,6 +87,10 @@ class TablePreparer:
             it independently at each column's training rate (``False``).
         private: differential privacy: fit nothing on the real values (see the module
             docstring). Default ``False``.
+        point_states: give each column with point masses a ``<name>__point`` state
+            column (default ``True``); ``False`` when the model takes the point masses
+            itself (``tabular_gan``'s normalizer gives each one a mode,
+            :attr:`point_masses`): a value exactly equal to a point mass is then one.
 
     Fitted attributes: ``medians_`` (the imputation value of each numeric column: its
     median off the point masses, or under ``private`` the midpoint of its public range),
@@ -95,11 +100,12 @@ class TablePreparer:
     """
 
     def __init__(self, schema: TableSchema, max_categories: int = 500, joint_missing: bool = True,
-                 private: bool = False):
+                 private: bool = False, point_states: bool = True):
         self.schema = schema
         self.max_categories = max_categories
         self.joint_missing = joint_missing
         self.private = private
+        self.point_states = point_states
 
     @property
     def is_private(self) -> bool:
@@ -221,7 +227,7 @@ class TablePreparer:
         """Every discrete prepared column's full level set (its levels, ``"0"``, ``"1"``
         for missing flags, the point-mass states), whether or not a level occurs in the data."""
         out = {name: list(levels) for name, levels in self.kept_levels_.items()}
-        out.update({f"{name}{POINT_SUFFIX}": self.point_levels(name) for name in self.point_masses})
+        out.update({f"{name}{POINT_SUFFIX}": self.point_levels(name) for name in self.state_columns})
         out.update({f"{name}{MISSING_SUFFIX}": ["0", "1"] for name in self.missing_cols_})
         if self.patterns:
             out[PATTERN_COLUMN] = [f"m{i}" for i in range(len(self.patterns))]
@@ -229,8 +235,22 @@ class TablePreparer:
 
     @property
     def point_masses(self) -> dict[str, list[float]]:
-        """``{column: point-mass values}`` of the columns with a ``__point`` state column."""
+        """``{column: point-mass values}`` of the numeric columns that have point masses."""
         return getattr(self, "point_masses_", {})  # preparers saved before point masses: none
+
+    @property
+    def state_columns(self) -> dict[str, list[float]]:
+        """The point masses of the columns that get a ``__point`` state column: all, or
+        without ``point_states`` those of columns modelled as a ratio to a bound (their
+        prepared values are not the raw ones)."""
+        if getattr(self, "point_states", True):
+            return self.point_masses
+        return {c: v for c, v in self.point_masses.items() if c in self.bounds}
+
+    @property
+    def model_masses(self) -> dict[str, list[float]]:
+        """The point masses the model takes itself (no state column; see ``point_states``)."""
+        return {c: v for c, v in self.point_masses.items() if c not in self.state_columns}
 
     @property
     def patterns(self) -> list[list[str]]:
@@ -259,7 +279,7 @@ class TablePreparer:
     def added_columns(self) -> list[str]:
         """The discrete columns the preparer adds: point-mass states, missing flags, the
         missingness pattern."""
-        return ([f"{name}{POINT_SUFFIX}" for name in self.point_masses]
+        return ([f"{name}{POINT_SUFFIX}" for name in self.state_columns]
                 + [f"{name}{MISSING_SUFFIX}" for name in self.missing_cols_]
                 + ([PATTERN_COLUMN] if self.patterns else []))
 
@@ -285,7 +305,7 @@ class TablePreparer:
                 if spec.name in self.bounds:
                     values = self._ratio(table, spec.name)
                 out[spec.name] = self._impute(values, spec.name)
-        for name, masses in self.point_masses.items():
+        for name, masses in self.state_columns.items():
             values = self._numeric_or_text(table[name], self.schema[name]).to_numpy(dtype=float)
             state = np.full(len(table), CONTINUOUS_STATE, dtype=object)
             for i, mass in enumerate(masses):
@@ -412,9 +432,15 @@ class TablePreparer:
             values = np.clip(values, low, high)
         at_mass = np.zeros(len(values), dtype=bool)
         if spec.name in self.point_masses:
-            state = prepared[f"{spec.name}{POINT_SUFFIX}"].astype(str).to_numpy()
             masses = np.asarray(self.point_masses[spec.name], dtype=float)
-            index = np.array([int(v[1:]) if v != CONTINUOUS_STATE else -1 for v in state], dtype=np.int64)
+            if spec.name in self.state_columns:
+                state = prepared[f"{spec.name}{POINT_SUFFIX}"].astype(str).to_numpy()
+                index = np.array([int(v[1:]) if v != CONTINUOUS_STATE else -1 for v in state], dtype=np.int64)
+            else:  # the model drew the exact value
+                raw = pd.to_numeric(prepared[spec.name], errors="coerce").to_numpy(dtype=float)
+                order = np.argsort(masses)
+                pos = np.clip(np.searchsorted(masses[order], raw), 0, len(masses) - 1)
+                index = np.where(masses[order][pos] == raw, order[pos], -1)
             chosen = masses[np.maximum(index, 0)] if len(masses) else np.zeros(len(values))
             at_mass = (index >= 0) & (chosen >= (-np.inf if low is None else low)) & (
                 chosen <= (np.inf if high is None else high))

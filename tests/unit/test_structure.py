@@ -22,6 +22,7 @@ from synthgen.config import DataConfig
 from synthgen.data.ingest import ingest
 from synthgen.data.structure import learn_structure, snap
 from synthgen.errors import ConfigError, DataError
+from synthgen.transformers.mode_normalizer import ModeNormalizer
 from synthgen.transformers.prepare import PATTERN_COLUMN, TablePreparer
 from tests.conftest import tiny_params, write_params
 from tests.tiny import TINY_GAN
@@ -196,3 +197,21 @@ def test_a_category_fixed_by_another_column_keeps_the_rule(tmp_path):
     assert ((out["educ"] < 12).astype(int) == out["nodeg"]).all()
     off, _, _ = ingest(DataConfig(path=str(path), structure={"nodeg": "off"}))
     assert off["nodeg"].structure is None
+
+
+def test_point_masses_are_modes_of_the_normalizer(ingested):
+    """tabular_gan's normalizer gives each point mass a mode: exact on the way back, kept
+    in its saved JSON, and the preparer adds no state column for it."""
+    _, schema, train = ingested
+    prep = TablePreparer(schema, point_states=False).fit(train)
+    prepared = prep.transform(train)
+    assert not any(c.endswith("__point") for c in prepared) and prep.model_masses["amount"] == [0.0]
+    norm = ModeNormalizer().fit(prepared, prep.discrete_columns, point_masses=prep.model_masses)
+    encoded = norm.transform(prepared, np.random.default_rng(0))
+    back = norm.decode_hot(encoded.alpha, encoded.hot)
+    zero = (prepared["amount"] == 0).to_numpy()
+    assert (back["amount"].to_numpy()[zero] == 0).all() and (back["amount"].to_numpy()[~zero] != 0).mean() > 0.99
+    again = ModeNormalizer.from_dict(json.loads(json.dumps(norm.to_dict())))
+    assert again.point_masses_ == norm.point_masses_ and again.width == norm.width
+    out = prep.inverse_transform(back, np.random.default_rng(1))
+    assert abs((out["amount"] == 0).mean() - zero.mean()) < 1e-9 and on_grid(out["amount"])

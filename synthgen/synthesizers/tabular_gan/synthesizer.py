@@ -69,6 +69,7 @@ class TabularGANSynthesizer(TabularSynthesizer):
     native_conditions = True
     # Missingness is modelled jointly, as one pattern column (see TablePreparer).
     joint_missing = True
+    point_states = False  # point masses are modes of the normalizer (see ModeNormalizer)
     supports_privacy = True
 
     def __init__(self, schema, config=None, privacy=None, max_categories: int = 500,
@@ -125,7 +126,8 @@ class TabularGANSynthesizer(TabularSynthesizer):
         # under DP the preparer fitted nothing on the values (public midpoints, levels, flags)
         self.normalizer_ = ModeNormalizer(public_modes=private, bounds=self._bounds(prepared), seed=seed)
         self.normalizer_.fit(prepared, self.preparer_.discrete_columns,
-                             levels=self.preparer_.public_levels() if private else None)
+                             levels=self.preparer_.public_levels() if private else None,
+                             point_masses=self.preparer_.model_masses)
         encoded = self.normalizer_.transform(prepared, np_rng)
         self.preprocess_seconds_ = time.perf_counter() - tick
         ops = SpanOps(self.normalizer_, device)
@@ -347,10 +349,7 @@ class TabularGANSynthesizer(TabularSynthesizer):
         return norm.n_continuous + norm.discrete_columns_.index(col)
 
     def _values(self, alpha: np.ndarray, hot: np.ndarray, col: str) -> np.ndarray:
-        norm = self.normalizer_
-        i = norm.continuous_columns_.index(col)
-        mode = hot[:, i] - norm.mode_starts_[i]
-        return np.clip(alpha[:, i], -1, 1) * 4 * norm.stds_[i, mode] + norm.means_[i, mode]
+        return self.normalizer_.values_of(alpha, hot, self.normalizer_.continuous_columns_.index(col))
 
     def _satisfies(self, alpha, hot, disc_pos, num, flag_pos) -> np.ndarray:
         ok = np.ones(len(hot), dtype=bool)
@@ -373,15 +372,19 @@ class TabularGANSynthesizer(TabularSynthesizer):
             i = norm.continuous_columns_.index(col)
             v = np.clip(self._values(alpha, hot, col), lo, hi)
             mode = hot[:, i] - norm.mode_starts_[i]
+            point = mode >= norm.n_modes_[i]  # a point mass: inside the range, or moved below
+            mode = np.minimum(mode, norm.n_modes_[i] - 1)
             a = (v - norm.means_[i, mode]) / (4 * norm.stds_[i, mode])
-            # the clipped value may lie beyond its mode's reach: move to the nearest mode
-            far = np.abs(a) > 1
+            if point.any():
+                a[point] = np.where(self._values(alpha, hot, col)[point] == v[point], 0.0, 2.0)
+            # the clipped value may lie beyond its mode's reach (or left a point mass): move to the nearest mode
+            far = (np.abs(a) > 1) | (point & (a != 0))
             if far.any():
                 active = norm.n_modes_[i]
                 near = np.abs(v[far, None] - norm.means_[i, None, :active]).argmin(axis=1)
                 hot[far, i] = norm.mode_starts_[i] + near
                 a[far] = (v[far] - norm.means_[i, near]) / (4 * norm.stds_[i, near])
-            alpha[:, i] = np.clip(a, -1, 1)
+            alpha[:, i] = np.where(point & (a == 0), alpha[:, i], np.clip(a, -1, 1))
 
     # -- persistence ----------------------------------------------------------------------------
     def _save(self, directory: Path) -> None:
