@@ -31,6 +31,7 @@ Examples::
     python bench/structure.py --label after --out bench/results/structure.jsonl
     python bench/structure.py --label after --model ctgan --out bench/results/structure.jsonl
     python bench/structure.py --summary bench/results/structure.jsonl
+    python bench/structure.py --time /tmp/before . --seeds 2 --out bench/results/structure_fit_time.jsonl
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def run_one(table: str, model: str, seed: int, code: Path, work: Path, threads: 
         "model.seed": seed, "output.dir": str(out), "tracking.uri": f"sqlite:///{out}/mlflow.db",
         "tracking.registered_model": "null",
     }
-    cmd = [sys.executable, "-m", "synthgen.cli", "run", "--params", str(ROOT / "params.yaml")]
+    cmd = [sys.executable, "-m", "synthgen.cli", "run", "--params", str(code / "params.yaml")]  # its own defaults
     for key, value in sets.items():
         cmd += ["--set", f"{key}={value}"]
     env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads),
@@ -129,6 +130,56 @@ def explain(run_dir: Path) -> dict[str, Any]:
             "top_features": found["top_features"][:5]}
 
 
+FIT_ONLY = """
+import json, sys, time
+import torch
+from synthgen.config import DataConfig
+from synthgen.data.ingest import ingest
+from synthgen.synthesizers import REGISTRY
+path, target, seed = sys.argv[1], sys.argv[2], int(sys.argv[3])
+schema, train, _ = ingest(DataConfig(path=path, target=target))
+cls = REGISTRY["tabular_gan"]
+model = cls(schema, cls.config_class(seed=seed))
+t0 = time.perf_counter()
+model.fit(train)
+print(json.dumps({"fit_seconds": time.perf_counter() - t0, "epochs": model.config.epochs,
+                  "width": model.normalizer_.width, "cond_width": model.normalizer_.cond_width}))
+"""
+
+
+def time_fits(codes: list[Path], tables: list[str], seeds: int, work: Path, threads: int) -> list[dict[str, Any]]:
+    """Default-params ``tabular_gan`` fit time of each code folder, interleaved (table by
+    table, seed by seed, the folders one after the other) so that load hits them alike."""
+    rows = []
+    for seed in range(seeds):
+        for table in tables:
+            data = export_table(table, work / "tables")
+            for code in codes:
+                env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads),
+                       "MKL_NUM_THREADS": str(threads)}
+                proc = subprocess.run([sys.executable, "-c", FIT_ONLY, str(data), TABLES[table][2], str(seed)],
+                                      env=env, capture_output=True, text=True)
+                row = {"table": table, "seed": seed, "code": str(code), **json.loads(proc.stdout.splitlines()[-1])}
+                print(json.dumps(row), flush=True)
+                rows.append(row)
+    return rows
+
+
+def summarize_times(rows: list[dict[str, Any]]) -> str:
+    """Markdown: per table, the median fit seconds of each code folder and their ratio."""
+    codes = list(dict.fromkeys(r["code"] for r in rows))
+    lines = ["| table | " + " | ".join(f"fit s, {Path(c).name} (median)" for c in codes)
+             + " | ratio (medians) | per-seed ratios | model width |", "|---|" + "---|" * (len(codes) + 3)]
+    for table in dict.fromkeys(r["table"] for r in rows):
+        by = {c: [r for r in rows if r["table"] == table and r["code"] == c] for c in codes}
+        med = [statistics.median(r["fit_seconds"] for r in by[c]) for c in codes]
+        pairs = [b["fit_seconds"] / a["fit_seconds"] for a, b in zip(by[codes[0]], by[codes[-1]])]
+        widths = " -> ".join(str(by[c][0]["width"]) for c in codes)
+        lines.append(f"| {table} | " + " | ".join(f"{m:.1f}" for m in med)
+                     + f" | {med[-1] / med[0]:.2f} | {', '.join(f'{x:.2f}' for x in pairs)} | {widths} |")
+    return "\n".join(lines)
+
+
 def summarize(path: Path) -> str:
     """Markdown: per table and model (label), mean ± sd over seeds."""
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -164,6 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--tables", default=",".join(TABLES), help="comma list of " + ", ".join(TABLES))
     ap.add_argument("--model", default="tabular_gan", help="model.name (tabular_gan or ctgan)")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed+seeds-1")
     ap.add_argument("--code", type=Path, default=ROOT, help="folder whose synthgen package runs")
     ap.add_argument("--label", default=None, help="name of this variant in the results (default: model)")
     ap.add_argument("--work", type=Path, default=Path("/tmp/synthgen-structure"))
@@ -172,7 +224,16 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--summary", type=Path, default=None, help="print the tables of a results file")
     ap.add_argument("--rescore", type=Path, default=None,
                     help="score every run of a results file again with this checkout's explanation")
+    ap.add_argument("--time", nargs="+", type=Path, default=None, metavar="CODE",
+                    help="only time default tabular_gan fits of these code folders, interleaved")
     args = ap.parse_args(argv)
+    if args.time:
+        rows = time_fits([c.resolve() for c in args.time], args.tables.split(","), args.seeds, args.work,
+                         args.threads)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        print(summarize_times(rows))
+        return
     if args.rescore:
         rows = [json.loads(line) for line in args.rescore.read_text().splitlines() if line.strip()]
         for row in rows:
@@ -186,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     label = args.label or args.model
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         for table in args.tables.split(","):
             row = run_one(table, args.model, seed, args.code.resolve(), args.work, args.threads)
             row["label"] = label

@@ -14,6 +14,7 @@ import torch
 
 from synthgen.config import PrivacyConfig, TabularModelConfig
 from synthgen.data.schema import conform, infer_schema
+from synthgen.data.structure import PUBLIC_KEYS, learn_structure, public_structure
 from synthgen.errors import ConfigError
 from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 from synthgen.training.callbacks import Callback, History
@@ -156,3 +157,24 @@ def test_dp_resume_restores_the_accountant_and_the_release_not_the_noise(tmp_pat
     assert [r["name"] for r in releases] == ["level counts", "critic gradients"]
     assert releases[1]["steps"] == 3 * second._steps_per_epoch(len(df), second.batch_)  # all 3 epochs counted
     assert 0 < meta["epsilon_spent"] <= 5.0 and meta["reproducible"] is False
+
+
+def test_dp_keeps_only_the_public_part_of_the_value_structure(planted, tmp_path):
+    """Under DP the point-mass values, decimals and bounds are declared public and listed in
+    the ledger; the learned shares (real statistics) are neither used nor saved."""
+    df, schema = planted
+    df = df.copy()
+    df.loc[df.index[:60], "y"] = 0.0  # a point mass
+    schema = infer_schema(df)
+    schema["x"].min, schema["x"].max = 0.0, 1000.0
+    schema["y"].structure = learn_structure(df["y"], min_count=10)
+    assert schema["y"].structure["point_mass_shares"] and schema["y"].structure["point_masses"] == [0.0]
+    model = TabularGANSynthesizer(schema, TabularModelConfig(**TINY), PrivacyConfig(epsilon=2.0)).fit(df)
+    items = [i for i in model.extra_meta()["privacy_ledger"]["public"] if i["what"] == "value structure"]
+    assert items == [{"column": "y", "what": "value structure", "source": "data.public_bounds",
+                      "value": public_structure(schema["y"].structure)}]
+    model.save(tmp_path / "m")
+    again = TabularGANSynthesizer.load(tmp_path / "m")
+    for saved in (again.schema, again.preparer_.schema):
+        assert set(saved["y"].structure) <= set(PUBLIC_KEYS)
+    assert (again.sample(400, seed=1)["y"] == 0).any()  # the public point mass is still drawn exactly
