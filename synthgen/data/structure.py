@@ -12,7 +12,8 @@ split, a *structure* stored in the schema (``ColumnSpec.structure``, JSON):
   level, so the same rarity rule applies) and at least :data:`MASS_EXCESS` (3) times as
   often as either neighbour on the column's finest grid (``x ± 10^-decimals``; a spike,
   such as 0 or a round 1,000, not just a common age), the ``max_masses`` (10) heaviest,
-  with their ``point_mass_shares``. The generator chooses them as discrete states
+  with their ``point_mass_shares``. A column with at most ``max_masses`` distinct values
+  (counts of bedrooms, codes) skips the neighbour rule: each frequent value is a mass. The generator chooses them as discrete states
   (:mod:`synthgen.transformers.prepare`).
 * ``decimals``: the fewest decimal places (0 to :data:`MAX_DECIMALS`) that hold every
   other value (within float error); ``None``: no grid (more decimals than that).
@@ -31,7 +32,9 @@ On output (:func:`snap`) each generated value off the point masses draws a grid 
 its band and is rounded to the lower or the upper multiple of it at random, in proportion
 to closeness. The step shares are solved so that the output has the band's roundness
 shares (:func:`draw_shares`: rounding to a grid of 10 also lands on multiples of 50 one
-time in five), and the random rounding keeps the distribution (the expected value is
+time in five); steps above half the band's lower edge are used only where the band's
+values need them (:func:`coarsest_step_level`: 5 bedrooms are common, not round), and
+the random rounding keeps the distribution (the expected value is
 unchanged) where plain rounding to a coarse grid would pile values up on its points.
 
 * ``at_most``: another numeric column this one never exceeds in any train row (a loan
@@ -127,7 +130,18 @@ def roundness(units: np.ndarray) -> np.ndarray:
     top = top_level(band_of(k.astype(float)))
     level = np.zeros(len(k), dtype=np.int64)
     for j in range(1, int(top.max(initial=0)) + 1):
-        level = np.where((j <= top) & (k % step_units(j) == 0), j, level)
+        level = np.where((j <= top) & (k % step_units(j) == 0) & (k > 0), j, level)  # 0 is not "round"
+    return level
+
+
+def coarsest_step_level(band: int) -> int:
+    """The coarsest roundness level snapping may use in ``band`` before looking at the
+    data: steps of at most half the band's lower edge (so 6.4 bedrooms never jumps to 5 or
+    10 because 5 is a common count), level 0 in the lowest bands."""
+    low = float(band_edges(np.array([band]))[0][0])
+    level = 0
+    while step_units(level + 1) <= low / 2:
+        level += 1
     return level
 
 
@@ -146,7 +160,8 @@ def learn_structure(values: pd.Series, *, min_count: int, share: float = POINT_M
     else:
         heavy = counts[(counts >= min_count) & (counts / len(present) >= share)]
         unit = grid_decimals(present.to_numpy())
-        if unit is not None and len(heavy):  # a spike, not just a likely value of a discrete column
+        few = len(counts) <= max_masses  # a handful of values (counts, codes): each frequent one is a mass
+        if unit is not None and len(heavy) and not few:  # a spike, not just a likely value
             step = 10.0**-unit
             below = counts.reindex(np.round(heavy.index.to_numpy() - step, unit)).fillna(0).to_numpy()
             above = counts.reindex(np.round(heavy.index.to_numpy() + step, unit)).fillna(0).to_numpy()
@@ -347,7 +362,10 @@ def snap(values: np.ndarray, structure: dict[str, Any], rng: np.random.Generator
     if shares:
         for b in np.unique(band):
             rows = np.flatnonzero(band == b)
-            grid = draw_shares(level_shares(structure, int(b)))
+            exact = level_shares(structure, int(b))
+            top = max(coarsest_step_level(int(b)), int(np.flatnonzero(exact > 0)[0]))  # a band's own grid stays
+            exact = np.r_[exact[:top], exact[top:].sum()]
+            grid = draw_shares(exact)
             step[rows] = step_units(rng.choice(len(grid), size=len(rows), p=grid))
     down = np.floor(a / step) * step
     up = down + step
