@@ -158,7 +158,7 @@ def time_fits(codes: list[Path], tables: list[str], seeds: int, work: Path, thre
                 env = {**os.environ, "PYTHONPATH": str(code), "OMP_NUM_THREADS": str(threads),
                        "MKL_NUM_THREADS": str(threads)}
                 proc = subprocess.run([sys.executable, "-c", FIT_ONLY, str(data), TABLES[table][2], str(seed)],
-                                      env=env, capture_output=True, text=True)
+                                      env=env, capture_output=True, text=True, cwd=work)  # not this checkout
                 row = {"table": table, "seed": seed, "code": str(code), **json.loads(proc.stdout.splitlines()[-1])}
                 print(json.dumps(row), flush=True)
                 rows.append(row)
