@@ -8,21 +8,22 @@ every tabular backend:
   with point masses gets a discrete column ``<name>__point`` (levels ``value`` and
   ``p0``, ``p1``, ... for each mass), so the generator *chooses* an exact 0 or 999 beside
   its continuous modes - unless ``point_states=False`` (``tabular_gan``, whose
-  normalizer gives each mass a mode: :attr:`TablePreparer.model_masses`); the numeric column keeps the true value (so its relation to
-  other columns stays ordinal), and a mass state decodes to the exact mass value.
+  normalizer gives each mass a mode: :attr:`TablePreparer.model_masses`); the numeric
+  column keeps the true value (so its relation to other columns stays ordinal), and a
+  mass state decodes to the exact mass value.
+* Orders (``at_most``): a column that never exceeds another is prepared as its ratio to
+  it and decoded as ratio times its output. Rules (``determined_by``): a category
+  another column fixes is set from that column's output.
 * Value grids: on output, values off the point masses are moved onto the learned grid
   (:func:`synthgen.data.structure.snap`: integer steps, decimals, round amounts by
   magnitude, keeping the distribution).
 * Missing numbers are modelled jointly: one discrete column :data:`PATTERN_COLUMN` holds
   each row's *missingness pattern* (which numeric columns are missing together), one
-  level per pattern seen at least :data:`MIN_PATTERN_COUNT` times (a row with a rarer
-  pattern is given the nearest frequent one, by the number of columns that differ); the
-  value is imputed with draws from the column's present values (a median would pile up
-  one value that the generator then also produces for present cells). On output the
-  pattern's cells become missing, so
-  columns missing together stay missing together. Missing categories are their own
-  level (``__nan__``). (Preparers saved before patterns, and the ``private`` ones below,
-  use one ``<name>__missing`` flag per column.)
+  level per pattern seen at least :data:`MIN_PATTERN_COUNT` times (rarer ones take the
+  nearest frequent one); missing cells are imputed with draws from the column's present
+  values. On output the pattern's cells become missing, so columns missing together stay
+  missing together. Missing categories are their own level (``__nan__``). (Old
+  preparers and ``private`` ones use one ``<name>__missing`` flag per column.)
 * ``joint_missing=False`` (for backends whose sampler inflates rare levels, such as
   ctgan's log-frequency conditional vector): missingness is not modelled; missing cells
   are imputed (median / most frequent level) and, on output, each column's cells are
@@ -63,8 +64,8 @@ import pandas as pd
 
 from synthgen.data.schema import ColumnSpec, TableSchema, coerce_column
 from synthgen.data.structure import apply_determination, snap
-from synthgen.transformers.values import fresh_ids, plain_json, restore_dtype, round_stamps, rows_of
 from synthgen.errors import ConfigError, DataError
+from synthgen.transformers.values import fresh_ids, plain_json, restore_dtype, round_stamps, rows_of
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,8 @@ class TablePreparer:
             :attr:`point_masses`): a value exactly equal to a point mass is then one.
 
     Fitted attributes: ``medians_`` (the imputation value of each numeric column: its
-    median off the point masses, or under ``private`` the midpoint of its public range),
+    median - of the ratio for a column with a bound - or under ``private`` the midpoint
+    of its public range), ``bounds_``, ``rules_``,
     ``missing_cols_`` (per-column flags), ``pattern_columns_`` and ``patterns_`` (the
     numeric columns whose missingness is modelled jointly, and each pattern's missing
     columns), ``point_masses_``, ``kept_levels_``, ``rare_levels_``.
@@ -330,10 +332,8 @@ class TablePreparer:
         return values / self._numeric_or_text(table[high], self.schema[high])
 
     def _impute(self, values: pd.Series, column: str) -> np.ndarray:
-        """Missing numbers filled: under ``private`` with the public midpoint, else with
-        values drawn (seeded) from the column's present values, so that the imputed cells
-        keep the column's distribution instead of piling on one value the generator would
-        then produce for present cells too. Preparers saved before drawing used the median."""
+        """Missing numbers filled with seeded draws from the column's present values (no
+        pile-up on one value); the median in old preparers, the public midpoint under DP."""
         out = values.to_numpy(dtype=float).copy()
         gaps = np.isnan(out)
         if not gaps.any():

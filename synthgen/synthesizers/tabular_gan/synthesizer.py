@@ -208,13 +208,16 @@ class TabularGANSynthesizer(TabularSynthesizer):
         return Generator(cfg.embedding_dim + norm.cond_width, list(cfg.generator_dim), norm.width, gen)
 
     def _bounds(self, prepared: pd.DataFrame) -> dict[str, tuple[float, float]]:
-        """Each numeric column's range: the schema's ``min``/``max``; without them the
+        """Each numeric column's range: the schema's ``min``/``max`` (``[0, 1]`` for a column
+        modelled as its ratio to a bound); without them the
         observed range, except under DP, where that is a :class:`ConfigError` naming the
         column (the range must be public)."""
         out: dict[str, tuple[float, float]] = {}
         for spec in self.schema.columns:
             if spec.modelled and not spec.discrete and spec.name in prepared:
-                if spec.min is not None and spec.max is not None:
+                if spec.name in self.preparer_.bounds:  # modelled as its ratio to the column bounding it
+                    out[spec.name] = (0.0, 1.0)
+                elif spec.min is not None and spec.max is not None:
                     out[spec.name] = (float(spec.min), float(spec.max))
                 elif self.privacy.epsilon is not None:
                     raise ConfigError(f"column {spec.name!r} has no public bounds (schema min/max); "
