@@ -223,7 +223,7 @@ def learn_determinations(train: pd.DataFrame, discrete: list[str], numeric: list
             if rule is not None:
                 rules[target] = {"determined_by": source, **rule}
                 break
-    return rules
+    return {t: r for t, r in rules.items() if r["determined_by"] not in rules}  # no chains
 
 
 def _present(x: pd.Series, y: pd.Series) -> pd.Series:
