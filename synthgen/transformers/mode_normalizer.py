@@ -157,12 +157,10 @@ class ModeNormalizer:
         given = levels or {}
         self.levels_ = {c: sorted(set(pd.unique(frame[c].astype(str))) | set(given.get(c, ())))
                         for c in self.discrete_columns_}
-        values = frame[self.continuous_columns_].to_numpy(dtype=np.float64)
-        values = self._without_masses(values)
         if self.public_modes:
-            self._fit_public()
+            self._fit_public()  # nothing from the values (differential privacy)
         else:
-            self._fit_em(values)
+            self._fit_em(self._without_masses(frame[self.continuous_columns_].to_numpy(dtype=np.float64)))
         self._build_layout()
         return self
 
