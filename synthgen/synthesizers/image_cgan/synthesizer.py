@@ -25,7 +25,7 @@ from synthgen.synthesizers.image_cgan.loss import ImageGANLoss
 from synthgen.synthesizers.image_cgan.networks import ImageGenerator, ProjectionDiscriminator
 from synthgen.synthesizers.persistence import load_tensors, save_tensors
 from synthgen.training.callbacks import CallbackList
-from synthgen.training.device import resolve_device
+from synthgen.training.device import adam, resolve_device
 from synthgen.training.disc_augment import DiscriminatorAugment
 from synthgen.training.loop import GANLoop, LoopResult
 
@@ -151,8 +151,8 @@ class ImageCGANSynthesizer(Synthesizer):
         labels = torch.as_tensor(data.labels, device=device, dtype=torch.long)
         probs = torch.as_tensor(self.counts_, dtype=torch.float, device=device)
         loss = ImageGANLoss(self, reals, labels, probs / probs.sum(), batch)
-        opt_g = torch.optim.Adam(self.generator_.parameters(), lr=cfg.lr, betas=opts.betas)
-        opt_d = torch.optim.Adam(self.critic_.parameters(), lr=cfg.lr * opts.lr_d_mult, betas=opts.betas)
+        opt_g = adam(self.generator_.parameters(), device, lr=cfg.lr, betas=opts.betas)
+        opt_d = adam(self.critic_.parameters(), device, lr=cfg.lr * opts.lr_d_mult, betas=opts.betas)
         loop = GANLoop(
             loss, self.generator_, self.critic_, opt_g, opt_d, epochs=cfg.epochs,
             steps_per_epoch=max(1, n // batch), critic_steps=opts.critic_steps, callbacks=callbacks,

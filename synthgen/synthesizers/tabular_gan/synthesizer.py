@@ -26,7 +26,7 @@ from synthgen.synthesizers.tabular_gan.options import TabularGANOptions
 from synthgen.synthesizers.tabular_gan.networks import Critic, Generator, WideCritic
 from synthgen.synthesizers.tabular_gan.sampling import CondSampler, SpanOps
 from synthgen.training.callbacks import CallbackList
-from synthgen.training.device import resolve_device
+from synthgen.training.device import adam, resolve_device
 from synthgen.training.loop import GANLoop, LoopResult
 from synthgen.transformers.mode_normalizer import ModeNormalizer
 from synthgen.transformers.prepare import MISSING_SUFFIX, TablePreparer
@@ -156,8 +156,9 @@ class TabularGANSynthesizer(TabularSynthesizer):
         wide = self._wide() and not private  # Opacus needs the dense nn.Linear critic
         critic_cls = WideCritic if wide else Critic
         critic = critic_cls(self.normalizer_.width + cond_w, list(cfg.discriminator_dim), pac, opts.dropout, self.gen_).to(device)
-        opt_g = torch.optim.Adam(self.generator_.parameters(), lr=cfg.lr, betas=opts.betas, weight_decay=opts.weight_decay)
-        opt_d = torch.optim.Adam(critic.parameters(), lr=cfg.lr, betas=opts.betas, weight_decay=opts.weight_decay)
+        opt_g = adam(self.generator_.parameters(), device, lr=cfg.lr, betas=opts.betas, weight_decay=opts.weight_decay)
+        opt_d = adam(critic.parameters(), device, fused=not private, lr=cfg.lr, betas=opts.betas,
+                     weight_decay=opts.weight_decay)
         d_module = critic
         if priv is not None:
             d_module, opt_d = priv.wrap(critic, opt_d)
