@@ -125,8 +125,8 @@ for _name, _summary in {
 @cli.command()
 @params_option
 @set_option
-@click.option("--synthetic", type=click.Path(dir_okay=False), default=None,
-              help="Score this table instead of the pipeline's own synthetic data.")
+@click.option("--synthetic", type=click.Path(), default=None,
+              help="Score this table (images: a folder with labels.csv) instead of the pipeline's own synthetic data.")
 @click.option("--out", type=click.Path(dir_okay=False), default=None,
               help="Where to write the verdict with --synthetic (default: beside it).")
 def validate(params_file: str, overrides: tuple[str, ...], synthetic: str | None, out: str | None) -> None:

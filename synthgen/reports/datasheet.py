@@ -223,9 +223,14 @@ def render_datasheet(
 
 
 # -- image datasets ----------------------------------------------------------------------
-IMAGE_KEY_METRICS = ("generated_class_accuracy", "fid_domain", "kid_domain", "tstr_accuracy", "real_accuracy",
-                     "exact_copy_rate", "memorization_ratio")
+IMAGE_KEY_METRICS = ("image_detection_auc", "fid_random", "generated_class_accuracy", "fid_domain", "kid_domain",
+                     "tstr_accuracy", "real_accuracy", "exact_copy_rate", "memorization_ratio", "metric_failures")
 _IMAGE_MEANING = {
+    "image_detection_auc": "how well a classifier tells synthetic from real holdout images (0.5 = not at all, "
+                           "1 = always)",
+    "fid_random": "Fréchet distance in a fixed random CNN's features, not trained on the data (compare with the "
+                  "holdout's own value in validation.json)",
+    "metric_failures": "metrics on which synthetic images beat real unseen ones (untrustworthy there; 0 expected)",
     "generated_class_accuracy": "share of images generated for class k that the judge CNN calls k (chance = 1/classes)",
     "fid_domain": "Fréchet distance of judge-CNN features, synthetic vs train (0 is ideal; compare with the "
                   "holdout baseline in validation.json)",
@@ -307,8 +312,10 @@ def render_image_datasheet(manifest: dict[str, Any], schema: Any, model_meta: di
     out.append("")
     out += ["## Privacy", "", "No differential privacy: `image_cgan` trains without a formal guarantee.", ""]
     out += ["## Validation", "", *_validation_table(report, IMAGE_KEY_METRICS, _IMAGE_MEANING), "",
-            "The judge is a small CNN trained on the real train split (no downloaded weights), so FID/KID here are "
-            "*domain* figures: comparable between runs on the same data, not with published Inception FIDs.",
+            "The judge is a small CNN trained on the real train split "
+            f"({_fmt((report.get('details', {}).get('judge') or {}).get('train_images'))} images; no downloaded "
+            "weights), so fid_domain/kid_domain are *domain* figures that a generator can fool; fid_random and "
+            "image_detection_auc use nothing trained on the data. None compares with published Inception FIDs.",
             f"Full figures: `{verdict.get('file', 'validation.json')}` and `report.html` of the run.", ""]
     out += ["## Intended use", "",
             "- prototyping and testing image pipelines, sharing the look of a class where the real images cannot "

@@ -1,8 +1,13 @@
 """The image trust reports: self-contained HTML pages with the verdict, its checks, the
 metrics section of :mod:`synthgen.validation.images`, sample grids and the loss curves.
 
+Look before you trust: the numbers come with pictures a person can judge.
+
 * :func:`build_image_report` - the full report (``report.html`` in the run directory), for
-  the data owner: it also shows a grid of the real train images.
+  the data owner: besides the synthetic sample grid it shows a grid of real **holdout**
+  images (what the classes really look like; never trained on) and the nearest-neighbour
+  pairs of :func:`neighbour_grid` (generated images closest to a train image, each beside
+  that train image: memorisation at a glance).
 * :func:`build_public_image_report` - the public report (``published/report.html``): the
   same page without any real image (it takes no real image argument); it says where the
   real-vs-synthetic comparison is.
@@ -14,8 +19,10 @@ import base64
 import html
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
+from synthgen.data.images import sample_grid
 from synthgen.reports.figures import loss_figure, png, public_note
 
 
@@ -56,16 +63,46 @@ def _training(losses: pd.DataFrame | None) -> list[str]:
     return parts
 
 
-def build_image_report(report: dict[str, Any], grid_png: bytes, real_png: bytes,
-                       losses: pd.DataFrame | None, manifest: dict[str, Any]) -> str:
+def neighbour_grid(generated: np.ndarray, train: np.ndarray, nearest: list[dict[str, Any]]) -> bytes | None:
+    """A PNG of nearest-neighbour pairs: one row per entry of ``nearest`` (the report's
+    ``details.memorization.nearest``, closest first), the generated image on the left and
+    its nearest train image (pixel L2) on the right, rows numbered from 1. None when
+    ``nearest`` is empty."""
+    if not nearest:
+        return None
+    pairs = np.stack([img for p in nearest for img in (generated[p["generated"]], train[p["train"]])])
+    return sample_grid(pairs, np.repeat(np.arange(1, len(nearest) + 1), 2), nrow=2)
+
+
+def _neighbours(report: dict[str, Any], neighbours_png: bytes | None) -> list[str]:
+    if neighbours_png is None:
+        return []
+    memorization = report.get("details", {}).get("memorization", {})
+    distances = ", ".join(f"{i}: {p['distance']:.3g}" for i, p in enumerate(memorization.get("nearest", []), 1))
+    typical = memorization.get("pixel", {}).get("median_holdout")
+    holdout = "" if typical is None else (f" A median holdout image lies {typical:.3g} from its nearest train image: "
+                                         "pairs far closer than that, or identical, are copies.")
+    return ["<h2>Nearest train images (memorisation)</h2>",
+            "<p>The generated images closest to a train image (left), each beside that train image (right), "
+            f"closest first; pixel L2 distances (pixels in [0, 1]): {html.escape(distances)}.{holdout}</p>",
+            _img(neighbours_png, "nearest train neighbours")]
+
+
+def build_image_report(report: dict[str, Any], grid_png: bytes, holdout_png: bytes,
+                       losses: pd.DataFrame | None, manifest: dict[str, Any],
+                       neighbours_png: bytes | None = None) -> str:
     """The full HTML trust report for the data owner: verdict, checks, metrics, the synthetic
-    sample grid, a grid of the real train images (``real_png``), losses.
+    sample grid, a grid of real holdout images (``holdout_png``, from
+    :func:`~synthgen.data.images.sample_grid`), the nearest-neighbour pairs
+    (``neighbours_png``, from :func:`neighbour_grid`; default None = left out), losses.
 
     It shows real images, so it stays in the run directory; ``published/`` gets
     :func:`build_public_image_report` instead.
     """
-    parts = [*_head(report, grid_png, manifest), "<h2>Real train images</h2>", _img(real_png, "real grid"),
-             *_training(losses), "</body></html>"]
+    parts = [*_head(report, grid_png, manifest),
+             "<h2>Real holdout images</h2><p>Real images the generator never saw, for comparison with the "
+             "generated grid above.</p>", _img(holdout_png, "real holdout grid"),
+             *_neighbours(report, neighbours_png), *_training(losses), "</body></html>"]
     return "\n".join(parts)
 
 
@@ -73,7 +110,9 @@ def build_public_image_report(report: dict[str, Any], grid_png: bytes, losses: p
                               manifest: dict[str, Any]) -> str:
     """The public HTML trust report, built from no real image (it takes none): verdict,
     checks, metrics with the synthetic sample grid (``grid_png``), losses, and a sentence
-    saying the real train images are in the run directory's ``report.html``."""
-    parts = [*_head(report, grid_png, manifest), public_note("the grid of real train images"),
+    saying the real holdout grid and the nearest-train-image pairs are in the run
+    directory's ``report.html``."""
+    parts = [*_head(report, grid_png, manifest),
+             public_note("a grid of real holdout images and the nearest train image of generated ones"),
              *_training(losses), "</body></html>"]
     return "\n".join(parts)

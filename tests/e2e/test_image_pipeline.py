@@ -79,10 +79,14 @@ def test_image_pipeline_end_to_end_via_cli(image_run):
     for name in ("synthetic/labels.csv", "manifest.json", "report.html", "DATASHEET.md"):
         assert (out / "published" / name).is_file()
     assert "data:image/png;base64" in (out / "report.html").read_text()
-    assert "Real train images" in (out / "report.html").read_text()  # the data owner's full report
+    full = (out / "report.html").read_text()  # the data owner's full report: real holdout grid, nearest pairs
+    assert "Real holdout images" in full and 'alt="nearest train neighbours"' in full
+    assert set(report["details"]) >= {"metric_failures", "image_detection_auc_per_class", "baseline", "noise_sd"}
+    assert "image_detection_auc" in report["metrics"] and "fid_random" in report["metrics"]
     public = (out / "published" / "report.html").read_text()  # published: the public report, no real image
     assert public == (out / "report_public.html").read_text() and 'alt="sample grid"' in public
-    assert "Real train images" not in public and 'alt="real grid"' not in public
+    assert "Real holdout images" not in public and 'alt="real holdout grid"' not in public
+    assert 'alt="nearest train neighbours"' not in public
     client = MlflowClient(tracking_uri=uri)
     run = client.get_run(manifest["mlflow_run_id"])
     assert run.info.status == "FINISHED" and run.data.tags["synthgen.verdict"] == "passed"

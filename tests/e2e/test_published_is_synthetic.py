@@ -102,7 +102,8 @@ def test_published_image_report_shows_no_real_image(image_run):
     assert sorted(p.name for p in published.iterdir()) == ["DATASHEET.md", "manifest.json", "report.html", "synthetic"]
     page = (published / "report.html").read_text()
     assert page == (out / "report_public.html").read_text()
-    assert "Real train images" not in page and "real grid" not in page and "report.html</code> in the run" in page
+    assert "Real holdout images" not in page and "real holdout grid" not in page and "report.html</code> in the run" in page
+    assert "nearest train neighbours" not in page
     figures = _embedded(page)
     assert [alt for alt, _ in figures] == ["sample grid", "losses"]  # the synthetic grid and the loss curves only
 
@@ -111,9 +112,11 @@ def test_published_image_report_shows_no_real_image(image_run):
     real = np.concatenate([train, holdout])
     for alt, pixels in figures:
         assert _real_tiles_found(pixels, real) == 0, f"a real image is embedded in the published {alt!r}"
-    # the detector works: the full report in the run directory shows real train images as tiles
+    # the detector works: the full report in the run directory shows real holdout images as tiles,
+    # and train images beside their nearest generated ones
     full = dict(_embedded((out / "report.html").read_text()))
-    assert _real_tiles_found(full["real grid"], train, scales=[4]) >= 40
+    assert _real_tiles_found(full["real holdout grid"], holdout, scales=[4]) >= 30
+    assert _real_tiles_found(full["nearest train neighbours"], train, scales=[4]) >= 1
     # and nothing published embeds a picture apart from the report's
     for path in published.rglob("*"):
         if path.suffix in (".md", ".json", ".csv"):

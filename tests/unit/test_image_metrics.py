@@ -2,8 +2,10 @@
 
 The math functions are checked against hand-computed cases; the report is checked on
 sanity properties: real unseen images score like real data, shuffled labels score at
-chance, noise scores badly, copies of the train split are flagged, and a fixed seed
-gives the same report. One judge (6 epochs) is shared by the scenario tests.
+chance, noise scores badly, copies of the train split are flagged (and their metrics
+that read better than real data listed as metric failures), and a fixed seed gives the
+same report. One judge (6 epochs) is shared by the scenario tests. Detection, the
+random/pixel spaces and the gate: tests/unit/test_image_detection.py.
 """
 
 from __future__ import annotations
@@ -123,7 +125,12 @@ def test_real_holdout_scores_like_real_data(digits, judge):
     assert m["memorization_ratio"] == 1.0 and m["memorization_share"] < 0.05 and m["exact_copies"] == 0
     assert m["tstr_accuracy"] > 0.85  # (trained on the holdout itself here: an upper bound)
     assert set(d["per_class_accuracy"]) == {str(c) for c in range(10)}
-    assert d["kid_subset_size"] == 360 and d["judge"]["task"] == "classes"
+    assert d["matched_n"] == 360 and d["kid_train_rows"] == 1000 and d["judge"]["task"] == "classes"
+    assert d["judge"]["train_images"] == 1437
+    for name in ("fid_random", "precision_random", "fid_pixel", "coverage_pixel"):  # every space: the baseline
+        assert m[name] == d["baseline"][name]
+    assert m["metric_failures"] == 0 and d["metric_failures"] == []
+    assert m["image_detection_auc"] == 0.5  # the same images on both sides: chance (floored)
 
 
 def test_shuffled_labels_score_near_chance(digits, judge):
@@ -145,6 +152,8 @@ def test_uniform_noise_scores_badly(digits, judge):
     assert m["recall"] < 0.2 and m["coverage"] < 0.2
     assert m["generated_class_accuracy"] < 0.3
     assert m["memorization_ratio"] > 2 and m["memorization_share"] == 0.0
+    assert m["image_detection_auc"] == 1.0 and m["metric_failures"] == 0  # told apart; nothing reads better than real
+    assert m["fid_random"] > 20 * base["fid_random"] and m["precision_pixel"] < base["precision_pixel"]
 
 
 def test_copies_of_train_are_flagged(digits, judge):
@@ -155,6 +164,9 @@ def test_copies_of_train_are_flagged(digits, judge):
     assert m["memorization_ratio"] == 0.0 and m["memorization_share"] == 1.0
     assert report["details"]["memorization"]["feature"]["ratio"] == 0.0
     assert report["details"]["baseline"]["exact_copies"] == 0
+    assert m["image_detection_auc"] < 0.7  # real images: detection cannot tell; the copy metrics do
+    failed = {f["name"] for f in report["details"]["metric_failures"]}
+    assert m["metric_failures"] == len(failed) and {"fid_random", "fid_pixel", "fid_domain"} <= failed
     assert m["tstr_accuracy"] > 0.8  # real images of every class: a useful training set
 
 
