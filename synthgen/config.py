@@ -54,7 +54,9 @@ class DataConfig(_Section):
     structure: dict[str, Any] = {}  # per column: off, or {point_masses: [...], decimals: d, at_most: col}
     public_bounds: bool = True  # category sets and ranges are treated as public (see privacy)
     # kind: image only (see synthgen/data/images.py)
-    image_size: int = 32  # every image is resized to image_size x image_size (a power of two, 8-256)
+    # every image is resized to image_size x image_size (a power of two, 8-256); null or auto: the
+    # power of two nearest the images' median side, 8-64 px (logged; synthgen/data/image_size.py)
+    image_size: int | None = None
     channels: Literal[1, 3] | None = None  # 1 grayscale, 3 RGB; null: 1 when every image is grayscale
 
     @field_validator("structure")
@@ -78,9 +80,16 @@ class DataConfig(_Section):
                 raise ValueError(f"{column}.decimals: expected null or a whole number 0-6, got {decimals!r}")
         return entries
 
+    @field_validator("image_size", mode="before")
+    @classmethod
+    def _auto_size(cls, size: Any) -> Any:
+        return None if isinstance(size, str) and size.strip().lower() == "auto" else size
+
     @field_validator("image_size")
     @classmethod
-    def _power_of_two(cls, size: int) -> int:
+    def _power_of_two(cls, size: int | None) -> int | None:
+        if size is None:
+            return None
         if size < 8 or size > 256 or size & (size - 1):
             raise ValueError(f"must be a power of two from 8 to 256, got {size}")
         return size

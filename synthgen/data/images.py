@@ -13,7 +13,8 @@
   10 classes, BSD licence), read offline with ``sklearn.datasets.load_digits``; the
   0-16 intensities become 0-255.
 
-Every image becomes ``data.image_size`` x ``data.image_size`` (a power of two) with
+Every image becomes ``data.image_size`` x ``data.image_size`` (a power of two; unset: picked
+from the images' median side and logged, see :mod:`synthgen.data.image_size`) with
 ``data.channels`` channels:
 
 * **sizes**: a non-square image is center-cropped to a square, then every image is
@@ -53,6 +54,7 @@ from typing import Any
 import numpy as np
 
 from synthgen.config import DataConfig
+from synthgen.data.image_size import resolve_image_size
 from synthgen.data.sources import DIGITS  # the bundled digits; the table of bundled data is there
 from synthgen.errors import DataError
 from synthgen.io import atomic_path
@@ -213,7 +215,7 @@ def _image_files(folder: Path) -> list[Path]:
                   if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in EXTENSIONS)
 
 
-def _read_folder(root: Path, size: int, channels: int | None) -> ImageSet:
+def _read_folder(root: Path, size: int | None, channels: int | None) -> ImageSet:
     subdirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     loose = _image_files(root)
     if subdirs and loose:
@@ -229,6 +231,7 @@ def _read_folder(root: Path, size: int, channels: int | None) -> ImageSet:
     opened = [(label, _open(f)) for label, (_, files) in enumerate(groups) for f in files]
     if channels is None:
         channels = 1 if all(img.mode in _GRAY_MODES for _, img in opened) else 3
+    size = resolve_image_size([img.size for _, img in opened], size, str(root))
     images = np.stack([_to_array(_square(img, size), channels) for _, img in opened])
     sizes = {img.size for _, img in opened}
     modes = {img.mode for _, img in opened}
@@ -240,7 +243,7 @@ def _read_folder(root: Path, size: int, channels: int | None) -> ImageSet:
 
 
 def _from_arrays(images: np.ndarray, labels: np.ndarray | None, classes: list[str] | None,
-                 size: int, channels: int | None, where: str) -> ImageSet:
+                 size: int | None, channels: int | None, where: str) -> ImageSet:
     from PIL import Image
 
     if images.ndim == 3:
@@ -269,6 +272,7 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, classes: list[st
     if channels is None:
         channels = 1 if in_channels == 1 else 3
     mode = {1: "L", 3: "RGB", 4: "RGBA"}[in_channels]
+    size = resolve_image_size([(images.shape[2], images.shape[1])], size, where)
     out = np.empty((len(images), size, size, channels), dtype=np.uint8)
     for i, arr in enumerate(images):
         img = Image.fromarray(arr[..., 0] if in_channels == 1 else arr, mode=mode)
@@ -276,12 +280,12 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, classes: list[st
     return ImageSet(out, labels.astype(np.int64), names)
 
 
-def read_images(path: str | Path, image_size: int = 32, channels: int | None = None) -> ImageSet:
+def read_images(path: str | Path, image_size: int | None = None, channels: int | None = None) -> ImageSet:
     """Read ``path`` (a class-folder tree, an ``.npz`` or ``sklearn:digits``; see the module docs).
 
     Args:
         path: where the images are.
-        image_size: output side in pixels. Default 32.
+        image_size: output side in pixels; default ``None``: picked from the images (logged).
         channels: 1, 3, or ``None`` (default: grayscale when every image is).
 
     Raises:
@@ -352,7 +356,7 @@ def ingest_images(cfg: DataConfig) -> tuple[ImageSchema, ImageSet, ImageSet]:
     if not data.conditional:
         log.info("ingest: one class (%s): the model will be unconditional", data.classes[0])
     train, holdout = split_images(data, cfg.holdout, cfg.seed)
-    schema = ImageSchema(cfg.image_size, int(data.images.shape[-1]), list(data.classes),
+    schema = ImageSchema(int(data.images.shape[1]), int(data.images.shape[-1]), list(data.classes),
                          {"train": train.counts(), "holdout": holdout.counts()}, str(cfg.path))
     return schema, train, holdout
 

@@ -281,7 +281,9 @@ class SampleGrid(Callback):
 
     Args:
         directory: where the PNGs go.
-        total_epochs: the run's epochs (the last one always gets a grid).
+        total_epochs: the run's epochs (the last one always gets a grid); replaced at the
+            start of training by the model's resolved ``config.epochs`` (an unset
+            ``model.epochs`` is settled from the data only then).
         every: epochs between grids; 0 = the last epoch only. Default 0.
         log_artifact: ``log_artifact(path, artifact_path)``; default ``None``.
         per_class: images per class row. Default 10.
@@ -297,6 +299,7 @@ class SampleGrid(Callback):
         import torch
 
         self.model = model
+        self.total = int(getattr(getattr(model, "config", None), "epochs", 0) or self.total)
         k = len(model.classes_)
         gen = torch.Generator().manual_seed(0)
         self.z = torch.randn(k * self.per_class, model.config.embedding_dim, generator=gen)

@@ -27,15 +27,47 @@ Modes (``model.disc_augment``):
   ``p`` is a registered buffer (checkpointed with the module; a resumed run keeps it)
   steered by :meth:`DiscriminatorAugment.accumulate` / :meth:`DiscriminatorAugment.adjust`:
   every ``interval`` steps, ``p += sign(r_t - target) * batch * interval / (kimg * 1000)``,
-  clamped to ``[0, 1]``, with ``r_t = E[sign(D(real))]`` over the interval (the
-  discriminator's raw outputs on augmented reals).
+  clamped to ``[0, 1]``, with ``r_t = E[sign(D(real) - c)]`` over the interval: the
+  discriminator's raw outputs on the augmented reals of each critic step (ADA's choice),
+  measured from ``c``, the midpoint of that step's mean output on reals and on fakes.
 * ``"diffaugment"`` - DiffAugment (Zhao et al. 2020) with all three policies: color
-  (brightness +U(-0.5, 0.5), saturation x U(0, 2), contrast x U(0.5, 1.5)),
+  (brightness +U(-0.5, 0.5) on the [-1, 1] scale, as DiffAugment's own code applies it to
+  [-1, 1] images (synthgen doubled it before issue 18: shifts of up to half the range,
+  which hid brightness from the discriminator), saturation x U(0, 2), contrast x U(0.5, 1.5)),
   translation (integer shift of up to 1/8 with zero padding) and cutout (one square of
   half the image side, zeroed). ``p`` is fixed at 1 (every image, every step).
 * ``"none"`` - the identity; ``p`` stays 0.
 
 At ``p = 0`` the module returns its input object unchanged: an exact identity.
+
+**Why r_t is centred (issue 18).** ADA defines ``r_t = E[sign(D(real))]`` for its logistic
+loss, whose zero is the real/fake boundary. The hinge loss of ``image_cgan`` does not change
+when every output moves by the same constant while the outputs sit inside its margin
+``[-1, 1]``, where a spectrally normalised discriminator spends short runs, so nothing holds
+its zero and the whole output distribution drifts. Measured on 300 digits at 16 px (no
+augmentation, batch 32): the mean output on the training reals was -1.33 at step 117 and +0.76
+at step 936, the fakes' -1.77 and +0.13, and reals never trained on scored like the training
+ones; the raw sign read -1.00 and +0.99, the offset rather than overfitting (with ADA on, step 540:
++3.12, fakes +2.55, raw r_t +1.00). The issue's run (``d_real`` -0.06, ``d_fake`` -0.39, r_t
+-0.36) is this drift: the signature of neither a collapsed discriminator (it ranked reals above
+fakes throughout) nor a sign error (the implementation followed its definition). Measured
+from the midpoint the same steps read 0.33, 0.59 and 0.43. When D separates with margin
+(reals above 1, fakes below -1) ``c`` is about 0 and the two definitions agree.
+
+**What r_t can and cannot see in a CPU run.** ``p`` stayed 0 in the issue's run because the
+discriminator was not memorising: 100 epochs of 160 images are 200-300 steps, and even after
+1,100 steps on 160 patches at 16 px, D scored the training reals and unseen reals alike
+(+0.85 and +0.88 at step 1,000). When it does memorise in a short run, ``r_t`` shows it only
+weakly: on 60 vs 300 digits at 16 px (530 and 950 steps) the centred ``r_t`` averaged 0.54 vs
+0.55, although only the 60-image discriminator scored unseen reals below its training reals;
+on 64 photo patches D scored unseen reals like fakes (-1.30 vs -1.34 at step 1,200) while the
+raw ``r_t`` averaged 0.26. Over a few hundred steps ``r_t`` mostly measures how far the
+generator is from the data, so ``p`` stays near 0 and ADA acts like no augmentation: on
+300 digits at 32 px it gave one image per class (mode collapse) where DiffAugment gave varied,
+readable digits. ``model.disc_augment`` therefore defaults to ``diffaugment``. ADA's
+controller does respond when the discriminator pulls ahead fast: on 30 digits at 16 px with a
+discriminator 4x the generator's width, ``r_t`` stays about 0.6 and ``p`` rises to 0.16 in
+300 steps (tests/unit/test_image_generator.py).
 
 **R1 and double backward.** ``grid_sample`` has no double backward in stock PyTorch,
 so the R1 penalty (``model.r1_gamma``) is taken on *non-augmented* reals, as in
@@ -53,6 +85,7 @@ import torch.nn.functional as F
 from torch import nn
 
 MODES = ("none", "diffaugment", "ada")
+POLICIES = ("color", "translation", "cutout")  # DiffAugment's
 _LOG2 = math.log(2.0)
 
 
@@ -87,13 +120,18 @@ class DiscriminatorAugment(nn.Module):
             arbitrary rotations). Default True (the paper's pipeline); False keeps only
             orientation-preserving ones, for data whose class depends on orientation
             (digits: 6 and 9, mirrored 2, 5, 7; text).
+        policy: DiffAugment's policies to apply, a subset of :data:`POLICIES`. Default all.
     """
 
     def __init__(self, mode: str = "ada", target: float = 0.6, kimg: float = 500.0,
-                 interval: int = 4, p: float | None = None, orientation: bool = True):
+                 interval: int = 4, p: float | None = None, orientation: bool = True,
+                 policy: tuple[str, ...] = POLICIES):
         super().__init__()
         if mode not in MODES:
             raise ValueError(f"augment mode must be one of {MODES}, got {mode!r}")
+        if not set(policy) <= set(POLICIES):
+            raise ValueError(f"DiffAugment policies must be among {POLICIES}, got {policy!r}")
+        self.policy = tuple(policy)
         self.mode, self.target, self.kimg, self.interval = mode, target, kimg, interval
         self.orientation = orientation
         start = p if p is not None else (1.0 if mode == "diffaugment" else 0.0)
@@ -103,13 +141,22 @@ class DiscriminatorAugment(nn.Module):
         self.register_buffer("rt", torch.tensor(0.0))  # last interval's r_t (for logging)
 
     # -- the ADA controller ----------------------------------------------------------------
-    def accumulate(self, real_logits: torch.Tensor) -> None:
-        """Add the discriminator's outputs on (augmented) reals to this interval's r_t."""
+    @staticmethod
+    def signs(real_logits: torch.Tensor, fake_logits: torch.Tensor | None = None) -> torch.Tensor:
+        """``sign(D(real) - c)`` per real: ``c`` is the midpoint of the step's mean outputs on
+        reals and on fakes, or 0 without ``fake_logits`` (ADA's raw sign; see the module docs)."""
+        real = real_logits.detach().float()
+        if fake_logits is None:
+            return torch.sign(real)
+        return torch.sign(real - (real.mean() + fake_logits.detach().float().mean()) / 2)
+
+    def accumulate(self, real_logits: torch.Tensor, fake_logits: torch.Tensor | None = None) -> None:
+        """Add one step's outputs on (augmented) reals, centred by the step's fakes, to r_t."""
         if self.mode != "ada":
             return
-        logits = real_logits.detach().float()
-        self.rt_sum += torch.sign(logits).sum()
-        self.rt_count += logits.numel()
+        signs = self.signs(real_logits, fake_logits)
+        self.rt_sum += signs.sum()
+        self.rt_count += signs.numel()
 
     def adjust(self, batch: int) -> None:
         """``p += sign(r_t - target) * batch * interval / (kimg * 1000)``, clamped to [0, 1]."""
@@ -255,13 +302,20 @@ class DiscriminatorAugment(nn.Module):
             fire = self._fires(n, p, gen, dev) if p < 1 else torch.ones(n, dtype=torch.bool, device=dev)
             return torch.where(fire, values, torch.full_like(values, neutral))[:, None, None, None].to(x.dtype)
 
-        # color (brightness, saturation, contrast) - on [-1, 1] images, so shifts are doubled
-        x = x + gate((_uniform(n, gen, dev) - 0.5) * 2, 0.0)
-        if c > 1:
-            mean = x.mean(dim=1, keepdim=True)
-            x = (x - mean) * gate(_uniform(n, gen, dev) * 2, 1.0) + mean
-        mean = x.mean(dim=(1, 2, 3), keepdim=True)
-        x = (x - mean) * gate(_uniform(n, gen, dev) + 0.5, 1.0) + mean
+        if "color" in self.policy:  # brightness, saturation, contrast - on [-1, 1] images, as in DiffAugment's code
+            x = x + gate(_uniform(n, gen, dev) - 0.5, 0.0)
+            if c > 1:
+                mean = x.mean(dim=1, keepdim=True)
+                x = (x - mean) * gate(_uniform(n, gen, dev) * 2, 1.0) + mean
+            mean = x.mean(dim=(1, 2, 3), keepdim=True)
+            x = (x - mean) * gate(_uniform(n, gen, dev) + 0.5, 1.0) + mean
+        if "translation" in self.policy:
+            x = self._translate(x, p, gen)
+        return self._cutout(x, p, gen) if "cutout" in self.policy else x
+
+    def _translate(self, x: torch.Tensor, p: float, gen) -> torch.Tensor:
+        n, c, h, w = x.shape
+        dev = x.device
         # translation: integer shift of up to 1/8 of the side, padded with zeros (DiffAugment's convention)
         sx, sy = int(w * 0.125 + 0.5), int(h * 0.125 + 0.5)
         fire = self._fires(n, p, gen, dev) if p < 1 else torch.ones(n, dtype=torch.bool, device=dev)
@@ -271,7 +325,11 @@ class DiscriminatorAugment(nn.Module):
         gx = (torch.arange(w, device=dev)[None, :] + 1 - tx[:, None]).clamp(0, w + 1)
         gy = (torch.arange(h, device=dev)[None, :] + 1 - ty[:, None]).clamp(0, h + 1)
         idx = torch.arange(n, device=dev)[:, None, None]
-        x = padded.permute(0, 2, 3, 1)[idx, gy[:, :, None], gx[:, None, :]].permute(0, 3, 1, 2)
+        return padded.permute(0, 2, 3, 1)[idx, gy[:, :, None], gx[:, None, :]].permute(0, 3, 1, 2)
+
+    def _cutout(self, x: torch.Tensor, p: float, gen) -> torch.Tensor:
+        n, c, h, w = x.shape
+        dev = x.device
         # cutout: one square of half the side, zeroed
         ch, cw = int(h * 0.5 + 0.5), int(w * 0.5 + 0.5)
         fire = self._fires(n, p, gen, dev) if p < 1 else torch.ones(n, dtype=torch.bool, device=dev)

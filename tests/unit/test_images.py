@@ -132,7 +132,8 @@ class _Kill(Callback):
 
 def test_resume_keeps_p_and_continues_exactly(digits, tmp_path):
     data = digits.subset(np.arange(96))
-    cfg = tiny_model(epochs=3, batch_size=32, disc_augment="ada", ada_kimg=0.5, ada_interval=1, checkpoint_every=1)
+    cfg = tiny_model(epochs=3, batch_size=32, disc_augment="ada", ada_target=0.05, ada_kimg=0.5, ada_interval=1,
+                     checkpoint_every=1)  # a low target: p rises from the first steps, so there is a p to restore
     full = ImageCGANSynthesizer(cfg).fit(data)
     killed = ImageCGANSynthesizer(cfg, checkpoint_dir=tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):

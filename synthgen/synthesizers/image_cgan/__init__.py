@@ -4,8 +4,11 @@ The model follows the SNGAN / projection-discriminator recipe (Miyato & Koyama 2
 that StudioGAN uses as its conditional baseline:
 
 * **Generator**: ``z`` -> linear -> 4 x 4 feature map -> one residual up-block per
-  doubling (nearest upsampling, 3 x 3 convolutions, 1 x 1 shortcut) -> BN, ReLU,
-  3 x 3 convolution, ``tanh``. Every BatchNorm inside the blocks is *conditional*:
+  doubling (bilinear upsampling, then 3 x 3 convolutions - resize-then-convolve, no
+  2-pixel grid; 1 x 1 shortcut, upsampled bilinearly) -> BN, ReLU, 3 x 3 convolution,
+  ``tanh``. (SNGAN's nearest-neighbour upsampling, ``ImageCGANOptions.upsample:
+  "nearest"``, left a 2-pixel grid in short runs; models saved before the option load
+  with it.) Every BatchNorm inside the blocks is *conditional*:
   affine-free BN with gain ``1 + gamma(y)`` and bias ``beta(y)`` from class embeddings
   (initialized to 0). Widths: ``w * min(8, 2**k)`` at the k-th resolution below the
   output, ``w = model.generator_dim[0]``.
@@ -26,7 +29,9 @@ that StudioGAN uses as its conditional baseline:
   (``model.disc_augment``: ``ada`` | ``diffaugment`` | ``none``) wraps only the
   discriminator's input, for real and fake images in both steps; ADA's ``p`` is
   adjusted every ``model.ada_interval`` steps and logged per epoch (``ada_p``, and the
-  overfitting statistic ``ada_rt`` = E[sign(D(real))]).
+  overfitting statistic ``ada_rt`` = E[sign(D(real) - c)], ``c`` the midpoint of the step's
+  mean outputs on reals and fakes: under the hinge loss D's zero drifts, see
+  :mod:`synthgen.training.disc_augment`).
 * **EMA generator** (``model.ema``, default 0.999; 0 = off) is what
   :meth:`ImageCGANSynthesizer.sample` uses; its decay ramps up as ``min(ema, (1 + t) / (10 + t))`` over step ``t`` so a
   short run is not dominated by the initial weights. After training its BatchNorm

@@ -46,10 +46,10 @@ class ImageGANLoss:
                 fake, y_fake = self._fake()
             d_real = s.critic_(s.augment_(real, s.gen_), y_real)
             d_fake = s.critic_(s.augment_(fake.detach(), s.gen_), y_fake)
-        s.augment_.accumulate(d_real)
+        s.augment_.accumulate(d_real, d_fake)
         loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()
         logs = {"loss_d": loss.detach(), "d_real": d_real.detach().mean(), "d_fake": d_fake.detach().mean(),
-                "ada_rt": torch.sign(d_real.detach()).mean(), "ada_p": s.augment_.p.detach().clone()}
+                "ada_rt": s.augment_.signs(d_real, d_fake).mean(), "ada_p": s.augment_.p.detach().clone()}
         if self.cfg.r1_gamma > 0:  # on non-augmented reals, eager float32 (double backward)
             x = real.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(s.critic_(x, y_real).sum(), x, create_graph=True)

@@ -8,6 +8,7 @@ import copy
 import hashlib
 import json
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -26,21 +27,25 @@ from synthgen.synthesizers.image_cgan.networks import ImageGenerator, Projection
 from synthgen.synthesizers.persistence import load_tensors, save_tensors
 from synthgen.training.callbacks import CallbackList
 from synthgen.training.device import adam, resolve_device
-from synthgen.training.disc_augment import DiscriminatorAugment
+from synthgen.training.disc_augment import POLICIES, DiscriminatorAugment
 from synthgen.training.loop import GANLoop, LoopResult
 
 log = logging.getLogger(__name__)
 
 MODEL_FILE = "image_cgan.pt"  # plain tensors and values, read with weights_only=True
 
-#: Defaults of ``model.*`` for this family when params leave a field unset.
+STEP_BUDGET = 1200
+"""When ``model.epochs`` is unset: ``epochs = ceil(STEP_BUDGET / steps_per_epoch)`` (BENCHMARKS,
+"Image GAN: CPU defaults")."""
+
+#: Defaults of ``model.*`` for this family when params leave a field unset (``epochs``: see
+#: :data:`STEP_BUDGET`).
 FAMILY_DEFAULTS: dict[str, Any] = {
-    "epochs": 100,
-    "batch_size": 64,  # capped at the number of training images
-    "generator_dim": [64],  # base width w of the generator (see the module docstring)
-    "discriminator_dim": [64],  # base width of the discriminator
+    "batch_size": 32,  # capped at the number of training images
+    "generator_dim": [16],  # base width w of the generator (see the module docstring)
+    "discriminator_dim": [16],  # base width of the discriminator
     "embedding_dim": 128,  # dimension of the noise z
-    "lr": 2e-4,
+    "lr": 1e-3,
 }
 
 
@@ -57,6 +62,12 @@ class ImageCGANOptions:
             receptive fields are sum-pooled: it cannot see a digit's shape).
         g_extra_blocks: conditional residual blocks at 4 x 4 before the generator's
             up-blocks. Default 0.
+        upsample: how the generator's blocks double the resolution before their 3 x 3
+            convolution: ``"bilinear"`` (default; resize-then-convolve, no 2-pixel grid) or
+            ``"nearest"`` (SNGAN's; what models saved without this option were trained with,
+            and what they load with).
+        diffaugment_policy: DiffAugment's policies under ``model.disc_augment: diffaugment``
+            (:data:`~synthgen.training.disc_augment.POLICIES`). Default all three.
     """
 
     critic_steps: int = 1
@@ -64,6 +75,8 @@ class ImageCGANOptions:
     lr_d_mult: float = 1.0
     d_extra_blocks: int = 1
     g_extra_blocks: int = 0
+    upsample: str = "bilinear"
+    diffaugment_policy: tuple[str, ...] = POLICIES
 
 
 class GeneratedImages(NamedTuple):
@@ -92,15 +105,26 @@ class ImageCGANSynthesizer(Synthesizer):
     sample_unit: ClassVar[str] = "images"
 
     def __init__(self, config: ModelConfig | None = None, checkpoint_dir: str | Path | None = None):
+        self._epochs_explicit = "epochs" in self.own_config(config, with_defaults=False).model_fields_set
         super().__init__(config, checkpoint_dir)
         self.options = ImageCGANOptions()
+
+    def _resolve_config(self, n_images: int) -> None:
+        """``model.epochs`` unset: :data:`STEP_BUDGET` steps' worth of epochs (logged)."""
+        if self._epochs_explicit:
+            return
+        batch = min(self.config.batch_size, n_images)
+        steps = max(1, n_images // batch)
+        epochs = max(1, math.ceil(STEP_BUDGET / steps))
+        self.config = self.config.model_copy(update={"epochs": epochs})
+        log.info("image_cgan: %d epochs of %d steps of %d images (model.epochs unset)", epochs, steps, batch)
 
     # -- fit --------------------------------------------------------------------------------------------
     def _build(self, size: int, channels: int, n_classes: int, device: torch.device) -> None:
         cfg = self.config
         init = torch.Generator().manual_seed(cfg.seed + 1)
         self.generator_ = ImageGenerator(cfg.embedding_dim, cfg.generator_dim[0], size, channels, n_classes, init,
-                                         extra_blocks=self.options.g_extra_blocks)
+                                         extra_blocks=self.options.g_extra_blocks, upsample=self.options.upsample)
         self.generator_ = self.generator_.to(device)
         if device.type == "cuda":
             self.generator_ = self.generator_.to(memory_format=torch.channels_last)
@@ -143,7 +167,8 @@ class ImageCGANSynthesizer(Synthesizer):
         self.ema_ = copy.deepcopy(self.generator_).eval()
         self.ema_.requires_grad_(False)
         self.augment_ = DiscriminatorAugment(cfg.disc_augment, cfg.ada_target, cfg.ada_kimg, cfg.ada_interval,
-                                             orientation=cfg.ada_orientation).to(device)
+                                             orientation=cfg.ada_orientation,
+                                             policy=tuple(opts.diffaugment_policy)).to(device)
         self.ada_trace_: list[tuple[int, torch.Tensor, torch.Tensor]] = []  # (step, p, r_t) per ADA interval
         reals = torch.as_tensor(images, device=device).permute(0, 3, 1, 2).float() / 127.5 - 1
         if device.type == "cuda":
@@ -287,6 +312,8 @@ class ImageCGANSynthesizer(Synthesizer):
         """Set the fitted state from the dict :meth:`_save` writes to :data:`MODEL_FILE`."""
         opts = dict(state["options"])
         opts["betas"] = tuple(opts["betas"])
+        opts["diffaugment_policy"] = tuple(opts.get("diffaugment_policy", POLICIES))
+        opts.setdefault("upsample", "nearest")  # saved before the option: trained with nearest upsampling
         self.options = ImageCGANOptions(**opts)
         self.device_ = torch.device(resolve_device(self.config.device))
         self._build(self.image_size_, self.channels_, len(self.classes_), self.device_)
