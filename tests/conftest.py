@@ -37,6 +37,17 @@ def test_environment():
     os.environ.update(saved)
 
 
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """torch on one thread for a module's tests (small CNNs on a shared box), restored after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="session")
 def mlflow_template(tmp_path_factory) -> Path:
     """A migrated MLflow SQLite store, made once per session (migrations take ~5 s)."""

@@ -34,12 +34,7 @@ from synthgen.validation.images import (
 EPOCHS = 6  # enough for ~94% holdout accuracy on digits, ~3 s on one thread
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
