@@ -21,6 +21,7 @@ from mlflow import MlflowClient
 from synthgen import stages
 from synthgen.config import parse_params
 from synthgen.data.images import DIGITS, read_images
+from synthgen.synthesizers.image_cgan.synthesizer import FAMILY_DEFAULTS as IMAGE_FAMILY_DEFAULTS
 from tests.conftest import ROOT
 from tests.tiny import TINY_IMAGE
 
@@ -35,7 +36,7 @@ def test_image_run_logs_resolved_params_and_moves_the_champion_alias(tmp_path, m
     digits = read_images(DIGITS, 8)
     keep = np.concatenate([np.flatnonzero(digits.labels == c)[:40] for c in range(3)])
     np.savez(tmp_path / "digits.npz", images=digits.images[keep][..., 0], labels=digits.labels[keep])
-    model = {k: v for k, v in TINY_IMAGE.items() if k != "batch_size"}  # batch_size unset: the family's 64
+    model = {k: v for k, v in TINY_IMAGE.items() if k != "batch_size"}  # batch_size unset: the family's (32)
     model["disc_augment"] = "diffaugment"
     params = parse_params({
         "data": {"path": str(tmp_path / "digits.npz"), "kind": "image", "image_size": 8},
@@ -50,8 +51,9 @@ def test_image_run_logs_resolved_params_and_moves_the_champion_alias(tmp_path, m
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     client = MlflowClient(tracking_uri=mlflow_uri)
     logged = client.get_run(manifest["mlflow_run_id"]).data.params
-    # the image family's resolved batch (64), not the params section's default (500)
-    assert logged["model.batch_size"] == "64" and logged["model.epochs"] == "1"
+    # the image family's resolved batch (32), not the params section's default (500)
+    assert logged["model.batch_size"] == str(IMAGE_FAMILY_DEFAULTS["batch_size"]) == "32"
+    assert logged["model.epochs"] == "1"
     assert logged["model.disc_augment"] == "diffaugment" and "model.pac" not in logged
     generator = manifest["generator"]
     assert generator["registered_model"] == "digits-test"
