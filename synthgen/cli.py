@@ -189,8 +189,9 @@ def sample(model_ref: str, rows: int, where: tuple[str, ...], seed: int | None, 
 def upgrade_model(model_dir: str, out: str | None) -> None:
     """Convert a model saved by an older synthgen (pickles) to the safe format, once.
 
-    Reading the old pickles runs whatever code they hold: run this only on a model you
-    trust. The converted model loads without running code from it.
+    The old pickles are read through allow-lists (synthgen's old transformers, numpy,
+    ctgan's own names): a file naming anything else is refused, not run. The converted
+    model loads without running code from it.
     """
     from synthgen.synthesizers.legacy import is_legacy, upgrade_model as upgrade
 

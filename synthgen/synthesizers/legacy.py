@@ -8,8 +8,14 @@ synthgen 0.1.0 saved models as pickles (format 1: no ``format`` key in
 converts them.
 
 :func:`upgrade_model` (``synthgen upgrade-model --model DIR [--out DIR]``) is that
-conversion, and the user's explicit trust decision: it is the only code in synthgen that
-reads a pickle without restriction. It reads the old files, re-saves the model in the
+conversion. Even there no pickle is read without restriction: the ``.pkl`` files go
+through an unpickler that builds only the classes of :data:`LEGACY_PICKLE_GLOBALS`
+(synthgen's old preparer, normalizer and schema, numpy arrays), the ``.pt`` files through
+``torch.load(weights_only=True)`` with ctgan's allow-list
+(:data:`synthgen.synthesizers.ctgan_backend.CTGAN_GLOBALS`, which also covers numpy
+arrays); a file naming any other global (a planted payload) is refused with a
+:class:`ModelError` naming the file and the global, before anything it names is called.
+It reads the old files, re-saves the model in the
 current format (:mod:`synthgen.synthesizers.persistence`) with the old
 ``synthesizer.json`` record kept (plus ``format``) and any other files of the directory
 copied, checks that the result loads through the safe path and draws the same rows for
@@ -31,9 +37,9 @@ import pandas as pd
 from synthgen.errors import ModelError
 from synthgen.io import atomic_path
 from synthgen.synthesizers.base import META_FILE, Synthesizer, read_meta
-from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer
+from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer, allowed_globals, load_ctgan
 from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
-from synthgen.synthesizers.persistence import FORMAT, FORMAT_KEY, check_format
+from synthgen.synthesizers.persistence import FORMAT, FORMAT_KEY, check_format, unsafe_message
 from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 
 log = logging.getLogger(__name__)
@@ -61,15 +67,47 @@ def is_legacy(directory: str | Path) -> bool:
     return read_meta(directory).get(FORMAT_KEY) in (None, 1)
 
 
-def _trusted_torch(path: Path) -> Any:
+#: The only globals a format-1 ``.pkl`` file may name (found by listing what the pickles
+#: synthgen 0.1.0 wrote ask for): anything else is refused before it is looked up.
+LEGACY_PICKLE_GLOBALS: frozenset[str] = frozenset({
+    "synthgen.transformers.prepare.TablePreparer",
+    "synthgen.transformers.mode_normalizer.ModeNormalizer",
+    "synthgen.transformers.mode_normalizer.Span",
+    "synthgen.data.schema.TableSchema",
+    "synthgen.data.schema.ColumnSpec",
+    "numpy._core.multiarray._reconstruct",
+    "numpy.core.multiarray._reconstruct",  # numpy < 2 wrote this name
+    "numpy.ndarray",
+    "numpy.dtype",
+})
+
+
+class LegacyUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only :data:`LEGACY_PICKLE_GLOBALS`."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if f"{module}.{name}" not in LEGACY_PICKLE_GLOBALS:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        return super().find_class(module, name)
+
+
+def _read_pickle(path: Path) -> Any:
+    try:
+        with open(path, "rb") as fh:
+            return LegacyUnpickler(fh).load()
+    except pickle.UnpicklingError as exc:
+        raise ModelError(f"{path}: refused ({exc}); an old synthgen model holds only its preparer, "
+                         "normalizer and numpy arrays") from None
+
+
+def _read_torch(path: Path) -> Any:
     import torch
 
-    return torch.load(path, map_location="cpu", weights_only=False)  # the user trusts this file
-
-
-def _trusted_pickle(path: Path) -> Any:
-    with open(path, "rb") as fh:
-        return pickle.load(fh)  # the user trusts this file
+    try:
+        with torch.serialization.safe_globals(allowed_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ModelError(unsafe_message(path, exc)) from None
 
 
 def _read_legacy(model: Any, directory: Path) -> None:
@@ -77,14 +115,16 @@ def _read_legacy(model: Any, directory: Path) -> None:
     files = [directory / name for name in LEGACY_FILES[model.name]]
     try:
         if model.name == "tabular_gan":
-            parts = _trusted_pickle(files[1])
-            model.restore_fitted(_trusted_torch(files[0]), parts["preparer"], parts["normalizer"])
+            parts = _read_pickle(files[1])
+            model.restore_fitted(_read_torch(files[0]), parts["preparer"], parts["normalizer"])
         elif model.name == "ctgan":
-            model.restore_fitted(_trusted_torch(files[0]), _trusted_pickle(files[1]))
+            model.restore_fitted(load_ctgan(files[0]), _read_pickle(files[1]))
         else:
-            model.restore_fitted(_trusted_torch(files[0]))
+            model.restore_fitted(_read_torch(files[0]))
     except FileNotFoundError as exc:
         raise ModelError(f"{directory}: incomplete {model.name} model ({Path(exc.filename).name} missing)") from None
+    except ModelError:
+        raise
     except Exception as exc:  # whatever an old pickle raises: name it, keep the directory
         raise ModelError(f"{directory}: cannot be read as a {model.name} model of an older synthgen "
                          f"({type(exc).__name__}: {exc})") from None
@@ -100,8 +140,8 @@ def _same_draw(old: Synthesizer, new: Synthesizer) -> bool:
 def upgrade_model(directory: str | Path, out: str | Path | None = None) -> Path:
     """Convert a model directory saved by an older synthgen (pickles) to the safe format.
 
-    **This reads pickles**, which run whatever code they hold: call it only on a model
-    you trust (it is what ``synthgen upgrade-model`` runs at the user's request).
+    It reads the old pickles through allow-lists (see the module docstring): a file that
+    names anything else is refused, not run.
 
     Args:
         directory: the old model directory.

@@ -149,6 +149,21 @@ def test_an_old_pickled_model_directory_is_refused_without_reading_it(tmp_path):
     assert f"`synthgen upgrade-model --model {model}`" in result.stderr
 
 
+@pytest.mark.parametrize("family,planted", [("tabular_gan", "transformers.pkl"), ("tabular_gan", "tabular_gan.pt"),
+                                            ("ctgan", "preparer.pkl"), ("image_cgan", "image_cgan.pt")])
+def test_upgrade_model_refuses_a_planted_payload_in_an_old_model(family, planted, tmp_path):
+    """The explicit conversion reads old pickles through allow-lists: a payload is refused, not run."""
+    model = tmp_path / "model"
+    shutil.copytree(LEGACY / f"model_{family}", model)
+    marker = tmp_path / "PWNED"
+    _plant(model / planted, marker)
+    result = _cli("upgrade-model", "--model", str(model), "--out", str(tmp_path / "upgraded"))
+    assert not marker.exists(), "the planted payload ran"
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert f"{model / planted}: refused" in result.stderr
+    assert not (tmp_path / "upgraded").exists()
+
+
 def test_a_resumed_train_skips_a_planted_checkpoint_and_trains(tmp_path):
     params = tiny_params(tmp_path, None, model={**TINY_GAN, "epochs": 2, "checkpoint_every": 1})
     params_file = write_params(tmp_path / "params.yaml", params)
