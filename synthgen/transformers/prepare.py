@@ -65,7 +65,7 @@ import pandas as pd
 from synthgen.data.schema import ColumnSpec, TableSchema, coerce_column
 from synthgen.data.structure import apply_determination, snap
 from synthgen.errors import ConfigError, DataError
-from synthgen.transformers.values import fresh_ids, plain_json, restore_dtype, round_stamps, rows_of
+from synthgen.transformers.values import fresh_ids, kept_levels, plain_json, restore_dtype, round_stamps, rows_of
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +146,7 @@ class TablePreparer:
                 if not self.joint_missing:
                     values = values[values != NAN]
                 counts = values.value_counts()
-                kept = list(counts.index[: self.max_categories - 1]) if len(counts) >= self.max_categories else list(counts.index)
+                kept = kept_levels(counts, self.max_categories)
                 rare = counts.iloc[len(kept) :]
                 self.kept_levels_[spec.name] = kept
                 if len(rare):

@@ -1,5 +1,6 @@
 """Small value helpers of the table preparer: output dtypes, fresh ids, date rounding,
-per-row bounds, and JSON-ready state (a preparer is saved as JSON, never pickled)."""
+per-row bounds, the level cap, and JSON-ready state (a preparer is saved as JSON, never
+pickled)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,27 @@ import numpy as np
 import pandas as pd
 
 from synthgen.data.schema import ColumnSpec
+
+
+def kept_levels(counts: pd.Series, max_categories: int) -> list[Any]:
+    """The levels a categorical keeps under the cap ``data.max_categories``.
+
+    The rule of training (:class:`~synthgen.transformers.prepare.TablePreparer`), shared
+    by validation (:class:`~synthgen.validation.encoding.MixedEncoder`): with fewer than
+    ``max_categories`` levels every level is kept; otherwise the ``max_categories - 1``
+    most frequent, and the rarer ones are pooled into one "other" level (so a column has
+    at most ``max_categories`` levels in all).
+
+    Args:
+        counts: the column's level counts, most frequent first (``Series.value_counts()``).
+        max_categories: the cap (at least 2).
+
+    Returns:
+        The kept levels, most frequent first.
+    """
+    if len(counts) < max_categories:
+        return list(counts.index)
+    return list(counts.index[: max_categories - 1])
 
 
 def fresh_ids(spec: ColumnSpec, n: int) -> pd.Series:
