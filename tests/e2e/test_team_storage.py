@@ -237,6 +237,8 @@ def test_dvc_push_then_pull_in_a_fresh_clone(tmp_path, mlflow_template):
     repo = tmp_path / "repo"
     repo.mkdir()
     shutil.copy(ROOT / "dvc.yaml", repo)
+    (repo / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "synthgen.sh", repo / "scripts")  # what dvc.yaml's cmds run
     shutil.copytree(ROOT / "synthgen", repo / "synthgen", ignore=shutil.ignore_patterns("__pycache__"))
     (repo / "data").mkdir()
     shutil.copy(ROOT / "data" / "penguins.csv", repo / "data")
