@@ -25,6 +25,10 @@ from the images' median side and logged, see :mod:`synthgen.data.image_size`) wi
 * a **single class** trains an unconditional model (logged); samples then carry that
   class's label.
 
+Reading streams: a folder is read in two passes (file headers for the sizes and modes,
+then one image at a time decoded and resized into the output array), so memory holds the
+resized set and one full-resolution image; an ``.npz`` is converted one image at a time.
+
 Errors (:class:`~synthgen.errors.DataError`, naming the file or folder): a path that does
 not exist; a file that cannot be decoded (corrupt or truncated) - it is never skipped
 silently; an empty class folder; a folder that mixes loose images with class folders; no
@@ -199,11 +203,14 @@ def _to_array(img, channels: int) -> np.ndarray:
     return arr[:, :, None] if channels == 1 else arr
 
 
-def _open(path: Path):
+def _open(path: Path, decode: bool = True):
+    """The image at ``path``; ``decode=False`` reads only the header (``size``, ``mode``)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as img:
+            if not decode:
+                return img  # the file is closed on return; size and mode stay readable
             img.load()
             return img.copy()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
@@ -228,17 +235,20 @@ def _read_folder(root: Path, size: int | None, channels: int | None) -> ImageSet
             folder = root / name if subdirs else root
             raise DataError(f"{folder}: no images ({', '.join(EXTENSIONS)}) in this "
                             f"{'class folder' if subdirs else 'folder'}")
-    opened = [(label, _open(f)) for label, (_, files) in enumerate(groups) for f in files]
+    files = [(label, f) for label, (_, names) in enumerate(groups) for f in names]
+    headers = [(h.size, h.mode) for h in (_open(f, decode=False) for _, f in files)]  # pass 1: headers only
     if channels is None:
-        channels = 1 if all(img.mode in _GRAY_MODES for _, img in opened) else 3
-    size = resolve_image_size([img.size for _, img in opened], size, str(root))
-    images = np.stack([_to_array(_square(img, size), channels) for _, img in opened])
-    sizes = {img.size for _, img in opened}
-    modes = {img.mode for _, img in opened}
+        channels = 1 if all(mode in _GRAY_MODES for _, mode in headers) else 3
+    size = resolve_image_size([dims for dims, _ in headers], size, str(root))
+    images = np.empty((len(files), size, size, channels), dtype=np.uint8)
+    for i, (_, f) in enumerate(files):  # pass 2: one full-resolution image at a time
+        images[i] = _to_array(_square(_open(f), size), channels)
+    sizes = {dims for dims, _ in headers}
+    modes = {mode for _, mode in headers}
     if len(sizes) > 1 or len(modes) > 1:
         log.info("ingest: %d sizes and modes %s resized/converted to %dx%dx%d",
                  len(sizes), sorted(modes), size, size, channels)
-    labels = np.array([label for label, _ in opened], dtype=np.int64)
+    labels = np.array([label for label, _ in files], dtype=np.int64)
     return ImageSet(images, labels, [name for name, _ in groups])
 
 
@@ -251,10 +261,9 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, classes: list[st
     if images.ndim != 4 or images.shape[-1] not in (1, 3, 4) or len(images) == 0:
         raise DataError(f"{where}: images must be N x H x W or N x H x W x C (C = 1, 3 or 4) "
                         f"with N > 0, got shape {images.shape}")
-    if images.dtype != np.uint8:
-        if not np.issubdtype(images.dtype, np.floating) or np.nanmin(images) < 0 or np.nanmax(images) > 1:
-            raise DataError(f"{where}: images must be uint8 or floats in [0, 1], got {images.dtype}")
-        images = np.round(images * 255).astype(np.uint8)
+    scale = images.dtype != np.uint8  # floats in [0, 1]: scaled per image below
+    if scale and (not np.issubdtype(images.dtype, np.floating) or np.nanmin(images) < 0 or np.nanmax(images) > 1):
+        raise DataError(f"{where}: images must be uint8 or floats in [0, 1], got {images.dtype}")
     if labels is None:
         labels = np.zeros(len(images), dtype=np.int64)
         names = classes or ["0"]
@@ -275,6 +284,8 @@ def _from_arrays(images: np.ndarray, labels: np.ndarray | None, classes: list[st
     size = resolve_image_size([(images.shape[2], images.shape[1])], size, where)
     out = np.empty((len(images), size, size, channels), dtype=np.uint8)
     for i, arr in enumerate(images):
+        if scale:
+            arr = np.round(arr * 255).astype(np.uint8)
         img = Image.fromarray(arr[..., 0] if in_channels == 1 else arr, mode=mode)
         out[i] = _to_array(_square(img, size), channels)
     return ImageSet(out, labels.astype(np.int64), names)

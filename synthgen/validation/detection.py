@@ -2,8 +2,8 @@
 
 As many real (train) as synthetic rows (at most ``max_rows`` each, sampled) are encoded
 by :meth:`~synthgen.validation.encoding.MixedEncoder.features` (numbers scaled by the
-real range but not clamped, so out-of-range values stay visible; one-hot categories;
-missing indicators) and labelled real 0 / synthetic 1. Two classifiers are scored by
+real range but not clamped, so out-of-range values stay visible; one-hot categories under
+the level cap of training, ``max_categories``; missing indicators) and labelled real 0 / synthetic 1. Two classifiers are scored by
 stratified 3-fold cross-validated ROC AUC (mean over folds, as SDMetrics'
 LogisticDetection): a logistic regression on standardized features and a histogram
 gradient-boosted tree model.
@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from synthgen.data.schema import TableSchema
-from synthgen.validation.encoding import MixedEncoder, modelled_columns
+from synthgen.validation.encoding import MAX_CATEGORIES, MixedEncoder, modelled_columns
 
 
 def detection_report(
@@ -53,6 +53,7 @@ def detection_report(
     folds: int = 3,
     seed: int = 0,
     explain: bool = True,
+    max_categories: int | None = MAX_CATEGORIES,
 ) -> dict[str, Any]:
     """Cross-validated real-vs-synthetic classifier AUCs.
 
@@ -66,6 +67,9 @@ def detection_report(
         seed: seed of the sampling, folds and models; default 0.
         explain: also score each column alone and rank the joint model's columns
             (``columns``, ``top_features``; module docstring); default True.
+        max_categories: level cap of the one-hot features, the rule of training
+            (``data.max_categories``: the ``max_categories - 1`` most frequent real
+            levels, the rest one "other" column); ``None`` keeps every level.
 
     Returns:
         ``{"detection_auc", "models": {"logistic", "hist_gbm"}, "logistic_detection",
@@ -90,7 +94,7 @@ def detection_report(
     rng = np.random.default_rng(seed)
     r = real.iloc[np.sort(rng.choice(len(real), n, replace=False))]
     s = synthetic.iloc[np.sort(rng.choice(len(synthetic), n, replace=False))]
-    enc = MixedEncoder.fit(r, schema, others=[s])
+    enc = MixedEncoder.fit(r, schema, others=[s], max_categories=max_categories)
     x = np.vstack([enc.features(r), enc.features(s)])
     y = np.r_[np.zeros(n), np.ones(n)]
     models = {

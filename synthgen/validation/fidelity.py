@@ -25,6 +25,11 @@ Where this deliberately differs from SDMetrics 0.32:
 
 Scores that cannot be computed (a column missing in every row, a constant column in
 a correlation) are reported as ``None`` and left out of the means, as SDMetrics does.
+
+Memory: a pair's two-way table has levels_a x levels_b cells, but only the cells that
+occur are counted once it has more than :data:`DENSE_CELLS` cells (and more than the
+rows), so two high-cardinality columns cost memory in proportion to the rows, not to
+the product of their levels; the scores are the same either way (no level is pooled).
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ NUMERIC_KINDS = ("continuous", "integer", "datetime")
 DISCRETE_KINDS = ("categorical", "boolean")
 DEFAULT_BINS = 10  # SDMetrics' num_discrete_bins default
 _DECIMALS = sys.float_info.dig - 1  # SDMetrics rounds before the KS test
+DENSE_CELLS = 1 << 20  # a two-way table up to this many cells is counted densely (8 MiB per side)
 
 
 def to_numeric(values: pd.Series) -> np.ndarray:
@@ -92,6 +98,9 @@ def _joint_codes(real: pd.Series, synthetic: pd.Series) -> tuple[np.ndarray, np.
 def _tv_complement_codes(a: np.ndarray, b: np.ndarray, n_levels: int) -> float:
     if not len(a) or not len(b):
         return math.nan
+    if n_levels > max(DENSE_CELLS, len(a) + len(b)):  # sparse: count only the cells that occur
+        _, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+        a, b, n_levels = inverse[: len(a)], inverse[len(a) :], int(inverse.max()) + 1
     p = np.bincount(a, minlength=n_levels) / len(a)
     q = np.bincount(b, minlength=n_levels) / len(b)
     return float(1.0 - 0.5 * np.abs(p - q).sum())

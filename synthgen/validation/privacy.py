@@ -42,6 +42,13 @@ Metrics of :func:`privacy_report` (``None`` when not computable, e.g. without ho
 
 Query rows are subsampled to at most ``max_rows`` (DCR medians, shares, NNDR) and the
 attacks to ``n_attack`` targets per side; references (train, synthetic) are used whole.
+
+Memory: categoricals are encoded under the level cap of training (``max_categories``,
+default :data:`~synthgen.validation.encoding.MAX_CATEGORIES`), with each pooled value's
+own code kept so that distances stay exact (:class:`~synthgen.validation.encoding.Encoded`);
+an encoded table is at most rows x (numbers x 3 + columns x ``max_categories``) float32,
+and neighbour searches work in blocks of :data:`~synthgen.validation.encoding.NN_BLOCK_BYTES`.
+:func:`privacy_filter` encodes the synthetic rows a block at a time.
 """
 
 from __future__ import annotations
@@ -54,7 +61,9 @@ import pandas as pd
 
 from synthgen.data.schema import TableSchema
 from synthgen.errors import DataError
-from synthgen.validation.encoding import MixedEncoder, modelled_columns, nearest, normalized
+from synthgen.validation.encoding import (
+    MAX_CATEGORIES, NN_BLOCK_BYTES, Encoded, MixedEncoder, modelled_columns, nearest, normalized,
+)
 
 PRIVACY_METRICS = (
     "exact_copy_rate", "dcr_synthetic_median", "dcr_holdout_median", "dcr_baseline_protection",
@@ -98,7 +107,7 @@ def random_baseline(train: pd.DataFrame, schema: TableSchema, n: int, seed: int 
     """SDMetrics' random baseline: per column uniform in the train range (numbers and
     dates) or over the train levels (categories), missing at the train rate."""
     rng = np.random.default_rng(seed)
-    enc = MixedEncoder.fit(train, schema)
+    enc = MixedEncoder.fit(train, schema, max_categories=None)  # ranges and columns only: nothing encoded
     out: dict[str, Any] = {}
     for j, c in enumerate(enc.numeric):
         values = enc.lo[j] + enc.span[j] * rng.random(n)
@@ -113,7 +122,12 @@ def random_baseline(train: pd.DataFrame, schema: TableSchema, n: int, seed: int 
     return pd.DataFrame(out)[enc.columns]
 
 
-def _mia(enc: MixedEncoder, x_train: np.ndarray, x_hold: np.ndarray, x_syn: np.ndarray, *,
+def _stack(parts: Sequence[Encoded]) -> Encoded:
+    pooled = None if parts[0].pooled is None else np.vstack([p.pooled for p in parts])
+    return Encoded(np.vstack([p.x for p in parts]), pooled, parts[0].unit)
+
+
+def _mia(enc: MixedEncoder, x_train: Encoded, x_hold: Encoded, x_syn: Encoded, *,
          n_attack: int, density_k: int, rng: np.random.Generator) -> dict[str, float | None]:
     """Distance and density-ratio membership inference AUCs (module docstring)."""
     n = min(n_attack, len(x_hold), len(x_train))
@@ -122,7 +136,7 @@ def _mia(enc: MixedEncoder, x_train: np.ndarray, x_hold: np.ndarray, x_syn: np.n
     members = _sample(len(x_train), n, rng)
     non_members = _sample(len(x_hold), n, rng)
     w = enc.l2_weights()
-    queries = np.vstack([x_train[members], x_hold[non_members]])
+    queries = _stack([x_train.take(members), x_hold.take(non_members)])
     d_syn, _ = nearest(queries, x_syn, density_k, weights=w)
     d_ref, i_ref = nearest(queries, x_hold, density_k + 1, weights=w)
     self_idx = np.r_[np.full(n, -1), non_members]  # holdout rows leave themselves out
@@ -145,6 +159,7 @@ def attribute_risk(
     n_attack: int = 2000,
     tolerance: float = 0.05,
     seed: int = 0,
+    max_categories: int | None = MAX_CATEGORIES,
 ) -> dict[str, float | None]:
     """anonymeter-style inference risk of one sensitive column (module docstring).
 
@@ -158,6 +173,8 @@ def attribute_risk(
         tolerance: numbers count as guessed when within ``tolerance`` × train range;
             default 0.05.
         seed: seed of the target sampling; default 0.
+        max_categories: level cap of the known columns' encoding (module docstring);
+            the secret is compared level by level, never pooled.
 
     Returns:
         ``{"risk", "attack_rate", "control_rate"}``; all None when there is no other
@@ -170,9 +187,9 @@ def attribute_risk(
     rng = np.random.default_rng(seed)
     targets = train.iloc[_sample(len(train), n_attack, rng)]
     controls = holdout.iloc[_sample(len(holdout), n_attack, rng)]
-    enc = MixedEncoder.fit(train, schema, known, others=[synthetic, holdout])
-    secret = MixedEncoder.fit(train, schema, [column], others=[synthetic, holdout])
-    _, idx = nearest(enc.transform(pd.concat([targets, controls])), enc.transform(synthetic), 1,
+    enc = MixedEncoder.fit(train, schema, known, others=[synthetic, holdout], max_categories=max_categories)
+    secret = MixedEncoder.fit(train, schema, [column], others=[synthetic, holdout], max_categories=None)
+    _, idx = nearest(enc.encode(pd.concat([targets, controls])), enc.encode(synthetic), 1,
                      weights=enc.l2_weights())
     if secret.numeric:
         truth, guess = secret.scaled(pd.concat([targets, controls]))[:, 0], secret.scaled(synthetic)[idx[:, 0], 0]
@@ -196,6 +213,7 @@ def privacy_report(
     density_k: int = 5,
     tolerance: float = 0.05,
     seed: int = 0,
+    max_categories: int | None = MAX_CATEGORIES,
 ) -> dict[str, Any]:
     """Every privacy metric of the module docstring.
 
@@ -213,6 +231,8 @@ def privacy_report(
         tolerance: attribute guesses on numbers within ``tolerance`` × range are right;
             default 0.05.
         seed: seed of every subsample and of the random baseline; default 0.
+        max_categories: the level cap of the encoding (``data.max_categories``; module
+            docstring); ``None`` keeps every level.
 
     Returns:
         ``{"metrics": {name: value}, "attribute": {col: {...}}, "seconds": {part: s}}``.
@@ -233,16 +253,17 @@ def privacy_report(
     seconds["exact_copy_rate"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    enc = MixedEncoder.fit(train, schema, others=[synthetic] + ([holdout] if has_holdout else []))
+    enc = MixedEncoder.fit(train, schema, others=[synthetic] + ([holdout] if has_holdout else []),
+                           max_categories=max_categories)
     w = enc.l2_weights()
-    x_train, x_syn = enc.transform(train), enc.transform(synthetic)
-    x_hold = enc.transform(holdout) if has_holdout else None
+    x_train, x_syn = enc.encode(train), enc.encode(synthetic)
+    x_hold = enc.encode(holdout) if has_holdout else None
     seconds["encode"] = time.perf_counter() - t
     if not len(x_syn) or not len(x_train):
         return {"metrics": m, "attribute": {}, "seconds": seconds}
 
     t = time.perf_counter()
-    q_syn = x_syn[_sample(len(x_syn), max_rows, rng)]
+    q_syn = x_syn.take(_sample(len(x_syn), max_rows, rng))
     d_syn, _ = nearest(q_syn, x_train, 2, weights=w)
     m["dcr_synthetic_median"] = float(np.median(d_syn[:, 0]))
     if d_syn.shape[1] == 2:
@@ -251,7 +272,7 @@ def privacy_report(
     seconds["dcr_synthetic_median+nndr"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    baseline = enc.transform(random_baseline(train, schema, len(q_syn), seed))
+    baseline = enc.encode(random_baseline(train, schema, len(q_syn), seed))
     d_rand = float(np.median(nearest(baseline, x_train, 1, weights=w)[0]))
     m["dcr_baseline_protection"] = min(m["dcr_synthetic_median"] / d_rand, 1.0) if d_rand > 0 else None
     seconds["dcr_baseline_protection"] = time.perf_counter() - t
@@ -259,14 +280,14 @@ def privacy_report(
     attribute: dict[str, Any] = {}
     if has_holdout:
         t = time.perf_counter()
-        q_hold = x_hold[_sample(len(x_hold), max_rows, rng)]
+        q_hold = x_hold.take(_sample(len(x_hold), max_rows, rng))
         m["dcr_holdout_median"] = float(np.median(nearest(q_hold, x_train, 1, weights=w)[0]))
         seconds["dcr_holdout_median"] = time.perf_counter() - t
 
         t = time.perf_counter()
         size = min(len(x_train), len(x_hold))
-        ref_train = x_train[_sample(len(x_train), size, rng)]
-        ref_hold = x_hold[_sample(len(x_hold), size, rng)]
+        ref_train = x_train.take(_sample(len(x_train), size, rng))
+        ref_hold = x_hold.take(_sample(len(x_hold), size, rng))
         to_train = nearest(q_syn, ref_train, 1, weights=w)[0][:, 0]
         to_hold = nearest(q_syn, ref_hold, 1, weights=w)[0][:, 0]
         share = float(np.mean((to_train < to_hold) + 0.5 * (to_train == to_hold)))
@@ -281,7 +302,8 @@ def privacy_report(
         t = time.perf_counter()
         for col in sensitive:
             attribute[col] = attribute_risk(train, holdout, synthetic, schema, col,
-                                            n_attack=n_attack, tolerance=tolerance, seed=seed)
+                                            n_attack=n_attack, tolerance=tolerance, seed=seed,
+                                            max_categories=max_categories)
             m[f"attribute_risk_{col}"] = attribute[col]["risk"]
         risks = [a["risk"] for a in attribute.values() if a["risk"] is not None]
         m["attribute_risk"] = max(risks) if risks else None
@@ -294,8 +316,13 @@ def privacy_filter(
     train: pd.DataFrame,
     threshold: float,
     schema: TableSchema | None = None,
+    max_categories: int | None = MAX_CATEGORIES,
 ) -> tuple[pd.DataFrame, int]:
     """Drop synthetic rows whose DCR to the train split is below ``threshold``.
+
+    The synthetic rows are encoded and searched a block at a time (at most
+    :data:`~synthgen.validation.encoding.NN_BLOCK_BYTES` of encoding per block), so a
+    large synthetic table never has its encoding held whole.
 
     Args:
         synthetic: the synthetic table.
@@ -303,6 +330,8 @@ def privacy_filter(
         threshold: the smallest DCR kept (in [0, 1]; 0 keeps everything, a tiny
             positive value drops exact copies).
         schema: the table schema; default inferred from ``train``.
+        max_categories: the level cap of the encoding (``data.max_categories``; module
+            docstring); ``None`` keeps every level.
 
     Returns:
         ``(kept, n_dropped)``: the kept rows (original index and order) and how many
@@ -314,7 +343,12 @@ def privacy_filter(
         schema = infer_schema(train)
     if not len(synthetic) or not len(train) or threshold <= 0:
         return synthetic, 0
-    enc = MixedEncoder.fit(train, schema, others=[synthetic])
-    dcr = nearest(enc.transform(synthetic), enc.transform(train), 1, weights=enc.l2_weights())[0][:, 0]
+    enc = MixedEncoder.fit(train, schema, others=[synthetic], max_categories=max_categories)
+    reference, w = enc.encode(train), enc.l2_weights()
+    block = max(1, NN_BLOCK_BYTES // (4 * max(enc.width, 1)))
+    dcr = np.concatenate([
+        nearest(enc.encode(synthetic.iloc[s : s + block]), reference, 1, weights=w)[0][:, 0]
+        for s in range(0, len(synthetic), block)
+    ])
     keep = dcr >= threshold
     return synthetic[keep], int((~keep).sum())

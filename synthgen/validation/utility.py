@@ -12,7 +12,7 @@ tested on the same real holdout:
 
 Features are every other modelled column, encoded by
 :meth:`~synthgen.validation.encoding.MixedEncoder.features` (numbers scaled by the real
-range, one-hot categories, missing indicators). Rows whose target is missing are
+range, one-hot categories under the level cap of training, missing indicators). Rows whose target is missing are
 dropped. Both training sets are subsampled to the same size (at most ``max_rows``).
 A synthetic table with fewer than two target classes (or no rows) scores 0, as failed.
 Models are fitted on one thread (``threadpoolctl``; see :mod:`.detection`).
@@ -33,7 +33,7 @@ import pandas as pd
 
 from synthgen.data.schema import TableSchema
 from synthgen.errors import DataError
-from synthgen.validation.encoding import MixedEncoder, modelled_columns
+from synthgen.validation.encoding import MAX_CATEGORIES, MixedEncoder, modelled_columns
 
 UTILITY_METRICS = ("tstr_score", "trtr_score", "tstr_ratio")
 
@@ -57,6 +57,7 @@ def utility_report(
     *,
     max_rows: int = 20_000,
     seed: int = 0,
+    max_categories: int | None = MAX_CATEGORIES,
 ) -> dict[str, Any]:
     """TSTR vs TRTR scores of the module docstring.
 
@@ -69,6 +70,9 @@ def utility_report(
         max_rows: most training rows per model (both sets get the same count);
             default 20000.
         seed: seed of the subsampling and the models; default 0.
+        max_categories: level cap of the one-hot features (``data.max_categories``;
+            see :meth:`~synthgen.validation.encoding.MixedEncoder.fit`); the target's
+            classes are never pooled. ``None`` keeps every level.
 
     Returns:
         ``{"metrics": {tstr_score, trtr_score, tstr_ratio}, "task", "score",
@@ -102,11 +106,11 @@ def utility_report(
         out["note"] = "no labelled holdout or train rows"
         return out
     if features:
-        enc = MixedEncoder.fit(tr, schema, features, others=[ho, sy])
+        enc = MixedEncoder.fit(tr, schema, features, others=[ho, sy], max_categories=max_categories)
         x = {k: enc.features(f) for k, f in (("tr", tr), ("ho", ho), ("sy", sy))}
     else:  # a target alone: constant features, the models learn the marginal
         x = {k: np.zeros((len(f), 1), np.float32) for k, f in (("tr", tr), ("ho", ho), ("sy", sy))}
-    lab = MixedEncoder.fit(tr, schema, [target], others=[ho, sy])
+    lab = MixedEncoder.fit(tr, schema, [target], others=[ho, sy], max_categories=None)
     if classification:
         y = {k: lab.codes(f)[:, 0] for k, f in (("tr", tr), ("ho", ho), ("sy", sy))}
         labels = np.unique(y["ho"])

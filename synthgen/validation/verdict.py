@@ -38,6 +38,7 @@ from synthgen.data.schema import TableSchema, coerce_column
 from synthgen.errors import ConfigError, DataError
 from synthgen.validation.fidelity import fidelity_report
 from synthgen.validation.detection import detection_report
+from synthgen.validation.encoding import MAX_CATEGORIES
 from synthgen.validation.gx_suite import Tolerances, build_suite, json_safe, run_suite
 from synthgen.validation.privacy import PRIVACY_METRICS, privacy_report
 from synthgen.validation.utility import UTILITY_METRICS, utility_report
@@ -111,6 +112,7 @@ def validate_synthetic(
     sensitive_columns: list[str] | tuple[str, ...] | None = None,
     docs_dir: str | Path | None = None,
     phases: Any = None,
+    max_categories: int | None = MAX_CATEGORIES,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Score a synthetic table against the real train split and give the verdict.
 
@@ -134,6 +136,12 @@ def validate_synthetic(
             giving a context manager per phase name) that times and reports the
             scoring phases ``fidelity``, ``gx``, ``detection``, ``utility``,
             ``privacy``; default ``None`` (silent).
+        max_categories: the level cap of training (``data.max_categories``; default
+            its default, 500): detection, utility and privacy encode a categorical
+            with more levels as its ``max_categories - 1`` most frequent real levels and
+            one "other" level, so memory stays bounded whatever the cardinality
+            (privacy distances stay exact, see :mod:`synthgen.validation.encoding`);
+            ``None`` keeps every level.
 
     Returns:
         ``(verdict, gx_result)``: the JSON-ready verdict (see the module docstring)
@@ -180,11 +188,11 @@ def validate_synthetic(
         "gx_failed": gx["n_failed"],
     }
     with phase("detection"):
-        detection = detection_report(real_train, synthetic, schema)
+        detection = detection_report(real_train, synthetic, schema, max_categories=max_categories)
     with phase("utility"):
-        utility = utility_report(real_train, holdout, synthetic, schema, target)
+        utility = utility_report(real_train, holdout, synthetic, schema, target, max_categories=max_categories)
     with phase("privacy"):
-        privacy = privacy_report(real_train, synthetic, schema, holdout, sensitive)
+        privacy = privacy_report(real_train, synthetic, schema, holdout, sensitive, max_categories=max_categories)
     metrics["detection_auc"] = detection["detection_auc"]
     metrics.update(utility["metrics"])
     metrics.update(privacy["metrics"])

@@ -1,0 +1,169 @@
+"""Bounded memory (issue 16): the level cap in validation, exact sparse pair tables and
+capped distances, neighbour blocks, streamed image ingest, chunked sampling and the
+pyfunc's row limit. Every test is small and fast; bench/bounded_memory.py measures."""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synthgen.data.schema import conform, infer_schema
+from synthgen.transformers.prepare import TablePreparer
+from synthgen.validation import fidelity
+from synthgen.validation.detection import detection_report, feature_groups
+from synthgen.validation.encoding import MAX_CATEGORIES, MixedEncoder, nearest
+from synthgen.validation.privacy import privacy_filter, privacy_report
+
+
+def _wide(n: int, levels: int, seed: int) -> pd.DataFrame:
+    """A categorical ``code`` whose level i is drawn in proportion to i + 1 (no ties in
+    frequency, so the kept levels are unambiguous), another one ``code2`` and a number."""
+    rng = np.random.default_rng(seed)
+    weights = np.arange(1, levels + 1, dtype=float)
+    codes = rng.choice(levels, n, p=weights / weights.sum())
+    return pd.DataFrame({
+        "code": [f"L{c:04d}" for c in codes],
+        "code2": [f"M{c:04d}" for c in rng.integers(0, levels, n)],
+        "x": rng.normal(size=n) + codes / levels,
+    })
+
+
+@pytest.fixture(scope="module")
+def wide():
+    train = _wide(3000, 300, 0)
+    schema = infer_schema(train)
+    for name in ("code", "code2"):
+        schema[name].kind = "categorical"
+    return schema, conform(train, schema), conform(_wide(1500, 300, 1), schema)
+
+
+def test_validation_keeps_the_levels_training_keeps(wide):
+    schema, train, syn = wide
+    enc = MixedEncoder.fit(train, schema, others=[syn], max_categories=20)
+    prep = TablePreparer(schema, max_categories=20).fit(train)
+    code = enc.discrete.index("code")
+    assert set(enc.levels[code]) == set(prep.kept_levels_["code"])  # the same 19 most frequent
+    assert len(enc.levels[code]) == 19 and enc.capped
+    features = enc.features(syn)
+    assert features.shape == (len(syn), 1 + 2 * 20)  # x, then 19 kept + "other" per categorical
+    assert enc.transform(syn).shape[1] == enc.width == 1 + 2 * 20
+    groups = feature_groups(enc)
+    assert len(groups["code"]) == 20 and sorted(sum(groups.values(), [])) == list(range(features.shape[1]))
+    # the default is training's default cap; under it nothing changes
+    assert MAX_CATEGORIES == 500
+    every = len(set(train["code"]) | set(syn["code"]))
+    assert len(MixedEncoder.fit(train, schema, others=[syn]).levels[code]) == every
+    assert len(MixedEncoder.fit(train, schema, others=[syn], max_categories=None).levels[code]) == every
+
+
+def test_capped_distances_stay_exact(wide):
+    schema, train, syn = wide
+    free = MixedEncoder.fit(train, schema, others=[syn], max_categories=None)
+    capped = MixedEncoder.fit(train, schema, others=[syn], max_categories=10)
+    query, ref = syn.iloc[:200], train.iloc[:400]
+    exact, _ = nearest(free.transform(query), free.transform(ref), 3, n_candidates=len(ref))
+    pooled, _ = nearest(capped.encode(query), capped.encode(ref), 3, n_candidates=len(ref))
+    assert pooled == pytest.approx(exact, abs=1e-6)
+    # without the pooled codes two rare levels would look equal: strictly smaller distances
+    blind, _ = nearest(capped.transform(query), capped.transform(ref), 3, n_candidates=len(ref))
+    assert (blind <= exact + 1e-6).all() and (blind < exact - 1e-6).any()
+    # every privacy metric agrees with the uncapped encoding (the proxy sees pooled mismatches too)
+    hold = syn.iloc[1000:].reset_index(drop=True)
+    a = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=None)["metrics"]
+    b = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=10)["metrics"]
+    assert set(a) == set(b) and all(v is not None for v in a.values())
+    assert all(b[k] == pytest.approx(a[k], abs=1e-6) for k in a), (a, b)
+
+
+def test_neighbour_blocks_do_not_change_results():
+    rng = np.random.default_rng(0)
+    ref, query = rng.random((300, 40), dtype=np.float32), rng.random((120, 40), dtype=np.float32)
+    whole = nearest(query, ref, 2)
+    tiny = nearest(query, ref, 2, block_bytes=1)  # one query row per block
+    assert np.array_equal(whole[1], tiny[1]) and whole[0] == pytest.approx(tiny[0])
+    full = nearest(query, ref, 2, n_candidates=len(ref), block_bytes=4096)
+    assert full[0] == pytest.approx(np.sort(np.abs(query[:, None] - ref[None]).sum(-1), axis=1)[:, :2], abs=1e-4)
+
+
+def test_privacy_filter_in_blocks_matches_one_block(wide, monkeypatch):
+    schema, train, syn = wide
+    kept, dropped = privacy_filter(syn, train, 0.2, schema, max_categories=None)
+    import synthgen.validation.privacy as privacy
+
+    monkeypatch.setattr(privacy, "NN_BLOCK_BYTES", 4 * 700 * 50)  # 50 rows per block
+    kept_b, dropped_b = privacy_filter(syn, train, 0.2, schema, max_categories=10)
+    assert dropped_b == dropped and kept_b.index.equals(kept.index)
+
+
+def test_pair_tables_of_two_wide_columns_are_sparse_and_exact(wide, monkeypatch):
+    schema, train, syn = wide
+    dense = fidelity.fidelity_report(train, syn, schema)
+    monkeypatch.setattr(fidelity, "DENSE_CELLS", 16)  # every pair table counted sparsely
+    sparse = fidelity.fidelity_report(train, syn, schema)
+    assert sparse["pairs"] == pytest.approx(dense["pairs"], abs=1e-12)
+    assert sparse["quality_score"] == pytest.approx(dense["quality_score"], abs=1e-12)
+
+
+def test_detection_features_are_capped(wide):
+    schema, train, syn = wide
+    report = detection_report(train, syn, schema, max_rows=300, explain=False, max_categories=8)
+    assert report["detection_auc"] is not None
+
+
+def test_validation_cap_reaches_the_verdict(wide, monkeypatch):
+    from synthgen.config import ValidateConfig
+    from synthgen.validation import verdict
+
+    schema, train, syn = wide
+    seen = []
+    real_fit = MixedEncoder.fit.__func__
+
+    def spy(cls, *args, **kwargs):
+        seen.append(kwargs.get("max_categories", MAX_CATEGORIES))
+        return real_fit(cls, *args, **kwargs)
+
+    monkeypatch.setattr(MixedEncoder, "fit", classmethod(spy))
+    verdict.validate_synthetic(train, syn, schema, ValidateConfig(), holdout=syn, max_categories=12)
+    assert seen and set(seen) <= {12, None}  # None: only encoders of codes (never one-hot)
+    assert 12 in seen
+
+
+def test_image_folder_is_read_one_full_image_at_a_time(tmp_path, monkeypatch):
+    from PIL import Image
+
+    from synthgen.data import images
+
+    rng = np.random.default_rng(0)
+    for cls in ("a", "b"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (64, 48, 3), dtype=np.uint8)).save(tmp_path / cls / f"{i}.png")
+    decoded: list[weakref.ref] = []
+    most_alive = [0]
+    real_open = images._open
+
+    def spy(path, decode=True):
+        img = real_open(path, decode)
+        if decode:
+            most_alive[0] = max(most_alive[0], 1 + sum(r() is not None for r in decoded))
+            decoded.append(weakref.ref(img))
+        return img
+
+    monkeypatch.setattr(images, "_open", spy)
+    data = images.read_images(tmp_path, image_size=8)
+    assert data.images.shape == (6, 8, 8, 3) and data.labels.tolist() == [0, 0, 0, 1, 1, 1]
+    assert len(decoded) == 6 and most_alive[0] == 1  # never two full-resolution images at once
+    monkeypatch.setattr(images, "_open", real_open)
+    assert np.array_equal(images.read_images(tmp_path, image_size=8).images, data.images)
+
+
+def test_float_npz_is_scaled_per_image(tmp_path):
+    from synthgen.data.images import read_images
+
+    arr = np.random.default_rng(0).random((5, 8, 8, 1))
+    np.savez(tmp_path / "f.npz", images=arr)
+    out = read_images(tmp_path / "f.npz", image_size=8)
+    assert np.array_equal(out.images, np.round(arr * 255).astype(np.uint8))
