@@ -1,8 +1,11 @@
 """Callbacks: how training reports losses, privacy spent and timings without
 importing the tracking or orchestration layers.
 
-A callback implements any of the three hooks; :class:`CallbackList` fans out.
-:class:`History` keeps the per-epoch figures; ``image_cgan`` adds :class:`AdaIntervalLog`
+A callback implements any of the four hooks; :class:`CallbackList` fans out. A run
+resumed from a checkpoint calls ``on_train_resume(epoch, history)`` before its first new
+epoch, with the rows of the epochs the checkpoint holds, so a callback that keeps or sends
+every epoch's figures can take the restored ones too. :class:`History` keeps the
+per-epoch figures (the restored ones included); ``image_cgan`` adds :class:`AdaIntervalLog`
 (ADA's ``p`` per adjustment) and :class:`SampleGrid` (sample grids during training).
 
 Progress (:class:`ProgressLog` for epochs, :class:`Phases` for the named steps of
@@ -70,6 +73,10 @@ class Callback:
     def on_train_start(self, model: Any) -> None:
         """Called once before the first epoch."""
 
+    def on_train_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        """Called once, before the first new epoch, when training resumed from a checkpoint
+        after ``epoch`` epochs; ``history`` holds those epochs' rows (``{"epoch", **logs}``)."""
+
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         """Called after each epoch (0-based) with that epoch's figures."""
 
@@ -85,6 +92,12 @@ class CallbackList(Callback):
         for cb in self.callbacks:
             cb.on_train_start(model)
 
+    def on_train_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        for cb in self.callbacks:
+            hook = getattr(cb, "on_train_resume", None)  # callbacks written before the hook existed
+            if hook is not None:
+                hook(epoch, history)
+
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         for cb in self.callbacks:
             cb.on_epoch_end(epoch, logs)
@@ -95,10 +108,16 @@ class CallbackList(Callback):
 
 
 class History(Callback):
-    """Keeps every epoch's logs; ``rows`` feeds the loss-curve plot."""
+    """Keeps every epoch's logs; ``rows`` feeds the loss-curve plot and ``losses.csv``.
+
+    After a resume ``rows`` starts with the checkpoint's epochs, so it holds every epoch of
+    the run once."""
 
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
+
+    def on_train_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        self.rows = [dict(row) for row in history]
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         self.rows.append({"epoch": epoch, **logs})
@@ -141,6 +160,11 @@ class ProgressLog(Callback):
         self._done = 0
         if use_bar(self.tty, self.stream):
             self.bar = _bar(self.total, "train", "epoch", self.stream)
+
+    def on_train_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        log.info("resumed from a checkpoint after epoch %d/%s", epoch, self.total or "?")
+        if self.bar is not None:
+            self.bar.update(epoch - self.bar.n)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         done = epoch + 1

@@ -17,13 +17,21 @@ values are detached tensors; they are averaged per epoch and read back once per 
 (one device sync), then passed to the callbacks with ``epoch_seconds`` and, under DP,
 ``epsilon``.
 
-Checkpoints (``checkpoint_every`` epochs, and the last epoch) hold the networks, the
-optimizers, every random generator's state, the privacy accountant, the history and the
-state of any ``extra_modules`` (e.g. an EMA generator, an augmentation ``p`` buffer);
-they are written to a temporary file and renamed, so a kill never leaves a torn one.
-:meth:`GANLoop.run` resumes from the latest checkpoint in ``checkpoint_dir`` whose
-``fingerprint`` matches (same data and settings) and, on CPU, continues exactly as the
-uninterrupted run would have.
+Checkpoints (every ``checkpoint_every`` epochs and/or ``checkpoint_seconds`` of training,
+and after the last epoch) hold the networks, the optimizers, every random generator's
+state, the privacy accountant, the history and the state of any ``extra_modules`` (e.g. an
+EMA generator, an augmentation ``p`` buffer); they are written to a temporary file,
+fsync'd and renamed, so a kill never leaves a torn one. A checkpoint is named after its
+settings and epoch, ``checkpoint-<fingerprint tag>-<epoch>.pt`` (the tag: 12 hex digits of
+the fingerprint's SHA-256). :meth:`GANLoop.run` resumes from the newest checkpoint in
+``checkpoint_dir`` whose ``fingerprint`` matches (same data and settings) and that is not
+past ``epochs``, and, on CPU, continues exactly as the uninterrupted run would have; a
+finished run's last checkpoint lets a longer run (``epochs`` raised) continue from it.
+Pruning keeps the ``keep`` newest checkpoints up to the one just written *of this
+fingerprint* only: checkpoints of other data or settings (and those of a longer run of the
+same settings) are never used for this run and never deleted by it. The callbacks learn
+of a resume through ``on_train_resume(epoch, history)`` with the restored epochs' rows, so
+a loss history (``History``) or a tracker is complete after a resume.
 
 A checkpoint holds only tensors (weights, optimizer moments, ``torch.Generator`` states)
 and plain values (numbers, strings, lists, dicts: a numpy generator's state, the
@@ -35,6 +43,7 @@ resumes from the previous good checkpoint or from scratch.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -51,7 +60,9 @@ from synthgen.training.callbacks import CallbackList
 
 log = logging.getLogger(__name__)
 
-_CKPT = re.compile(r"checkpoint-(\d{6})\.pt$")
+#: ``checkpoint-<tag>-<epoch>.pt``; the tag-less ``checkpoint-<epoch>.pt`` of older synthgen
+#: versions is still read (its fingerprint checked), never pruned.
+_CKPT = re.compile(r"checkpoint-(?:([0-9a-f]{12})-)?(\d{6,})\.pt$")
 _CHECKPOINT_KEYS = frozenset({"fingerprint", "epoch", "history", "generator", "critic", "opt_g", "opt_d", "rngs"})
 
 
@@ -88,13 +99,17 @@ class GANLoop:
         critic_steps: critic updates per generator update. Default 1.
         callbacks: receive ``on_epoch_end(epoch, logs)``.
         checkpoint_dir: where checkpoints go; ``None`` disables them.
-        checkpoint_every: epochs between checkpoints; 0 disables them.
+        checkpoint_every: epochs between checkpoints; default 0 (not by epochs).
+        checkpoint_seconds: seconds of training between checkpoints; default 0 (not by
+            time). With both 0 there are no checkpoints (nor resume); otherwise the last
+            epoch is checkpointed too.
         rngs: named ``torch.Generator`` / ``numpy.random.Generator`` objects whose
             states are checkpointed.
         privacy: a :class:`~synthgen.training.dp.CriticPrivacy`, or ``None``.
-        fingerprint: identifies data and settings; checkpoints of another fingerprint
-            are ignored.
-        keep: checkpoints kept on disk. Default 2.
+        fingerprint: identifies data and settings (not ``epochs``, unless the number of
+            epochs changes what each step does); checkpoints of another fingerprint are
+            ignored and left alone.
+        keep: checkpoints of this fingerprint kept on disk. Default 2.
         extra_modules: further modules whose ``state_dict`` is checkpointed and restored
             on resume (buffers included). Default none.
     """
@@ -112,6 +127,7 @@ class GANLoop:
         callbacks: CallbackList | None = None,
         checkpoint_dir: str | Path | None = None,
         checkpoint_every: int = 0,
+        checkpoint_seconds: float = 0.0,
         rngs: dict[str, Any] | None = None,
         privacy: Any = None,
         fingerprint: str = "",
@@ -125,19 +141,25 @@ class GANLoop:
         self.callbacks = callbacks or CallbackList()
         self.checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir else None
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_seconds = checkpoint_seconds
         self.rngs = rngs or {}
         self.privacy = privacy
         self.fingerprint = fingerprint
         self.keep = keep
         self.extra_modules = extra_modules or {}
         self._after_step = getattr(loss, "after_step", None)
+        self.tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
+        self._last_save = time.perf_counter()
 
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> LoopResult:
         result = LoopResult()
-        start = self._resume(result)
+        start = self._resume(result) if self.checkpointing else 0
         result.resumed_from = start
         result.epochs_run = start
+        if start:
+            self.callbacks.on_train_resume(start, [dict(row) for row in result.history])
+        self._last_save = time.perf_counter()
         for epoch in range(start, self.epochs):
             if self.privacy is not None and not self.privacy.allows(self.steps_per_epoch * self.critic_steps):
                 log.info("privacy budget reached: stopping before epoch %d", epoch + 1)
@@ -160,7 +182,7 @@ class GANLoop:
             if self._due(epoch):
                 self.save_checkpoint(result)
             self.callbacks.on_epoch_end(epoch, logs)
-        if result.stopped_early and self.checkpoint_dir and self.checkpoint_every:
+        if result.stopped_early and self.checkpointing:
             self.save_checkpoint(result)
         return result
 
@@ -197,10 +219,17 @@ class GANLoop:
             sums[k] = sums[k] + v if k in sums else v
 
     # -- checkpoints ------------------------------------------------------------------------
+    @property
+    def checkpointing(self) -> bool:
+        """Whether this loop writes checkpoints and resumes from them."""
+        return self.checkpoint_dir is not None and bool(self.checkpoint_every or self.checkpoint_seconds)
+
     def _due(self, epoch: int) -> bool:
-        if not (self.checkpoint_dir and self.checkpoint_every):
+        if not self.checkpointing:
             return False
-        return (epoch + 1) % self.checkpoint_every == 0 or epoch + 1 == self.epochs
+        if epoch + 1 == self.epochs or (self.checkpoint_every and (epoch + 1) % self.checkpoint_every == 0):
+            return True
+        return bool(self.checkpoint_seconds) and time.perf_counter() - self._last_save >= self.checkpoint_seconds
 
     def state_dict(self, result: LoopResult) -> dict[str, Any]:
         rng_states: dict[str, Any] = {}
@@ -224,25 +253,54 @@ class GANLoop:
         }
 
     def save_checkpoint(self, result: LoopResult) -> Path:
-        """Write ``checkpoint-<epoch>.pt`` atomically; prune old ones."""
+        """Write ``checkpoint-<tag>-<epoch>.pt`` atomically (fsync'd, then renamed); prune
+        this fingerprint's older ones, keeping ``keep`` up to this one.
+
+        Returns:
+            The checkpoint's path.
+        """
         assert self.checkpoint_dir is not None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-        path = self.checkpoint_dir / f"checkpoint-{result.epochs_run:06d}.pt"
+        epoch = result.epochs_run
+        path = self.checkpoint_dir / f"checkpoint-{self.tag}-{epoch:06d}.pt"
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-        torch.save(self.state_dict(result), tmp)
+        with open(tmp, "wb") as handle:
+            torch.save(self.state_dict(result), handle)
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
-        for old in self._checkpoints()[: -self.keep]:
+        _fsync_dir(self.checkpoint_dir)
+        self._last_save = time.perf_counter()
+        older = [p for e, tag, p in self._checkpoints() if tag == self.tag and e < epoch]
+        for old in older[: max(0, len(older) - (self.keep - 1))]:
             old.unlink(missing_ok=True)
         return path
 
-    def _checkpoints(self) -> list[Path]:
+    def _checkpoints(self) -> list[tuple[int, str | None, Path]]:
+        """Every checkpoint file in ``checkpoint_dir`` as ``(epoch, tag, path)``, oldest
+        first (``tag`` is ``None`` for an older synthgen's tag-less name)."""
         if not self.checkpoint_dir or not self.checkpoint_dir.is_dir():
             return []
-        found = [p for p in self.checkpoint_dir.iterdir() if _CKPT.match(p.name)]
-        return sorted(found, key=lambda p: int(_CKPT.match(p.name).group(1)))  # type: ignore[union-attr]
+        found = []
+        for p in self.checkpoint_dir.iterdir():
+            match = _CKPT.match(p.name)
+            if match:
+                found.append((int(match.group(2)), match.group(1), p))
+        return sorted(found, key=lambda item: (item[0], item[1] is not None))
+
+    def _candidates(self) -> list[Path]:
+        """The checkpoints this run may resume from, newest first: this fingerprint's (and
+        tag-less ones, checked when loaded) up to ``epochs``."""
+        found = self._checkpoints()
+        others = sum(tag not in (None, self.tag) for _, tag, _ in found)
+        later = sum(tag == self.tag and e > self.epochs for e, tag, _ in found)
+        if others or later:
+            log.info("%s: %d checkpoint(s) of other data or settings%s; not used, not deleted", self.checkpoint_dir,
+                     others, f" and {later} past epoch {self.epochs}" if later else "")
+        return [p for e, tag, p in reversed(found) if tag in (None, self.tag) and e <= self.epochs]
 
     def _resume(self, result: LoopResult) -> int:
-        for path in reversed(self._checkpoints()):
+        for path in self._candidates():
             try:  # weights_only: tensors and plain values; any other object is refused, not built
                 state = torch.load(path, map_location="cpu", weights_only=True)
             except Exception as exc:  # a planted pickle, a torn or a foreign file: try the previous one
@@ -254,8 +312,8 @@ class GANLoop:
                 log.warning("checkpoint %s is not a synthgen checkpoint (no %s); skipped", path, sorted(missing))
                 continue
             if state.get("fingerprint") != self.fingerprint:
-                log.warning("checkpoint %s is from other data or settings; starting afresh", path)
-                return 0
+                log.info("checkpoint %s is from other data or settings; not used", path)
+                continue
             self.generator.load_state_dict(state["generator"])
             self.critic.load_state_dict(state["critic"])
             self.opt_g.load_state_dict(state["opt_g"])
@@ -275,6 +333,20 @@ class GANLoop:
             log.info("resumed from %s (epoch %d)", path, state["epoch"])
             return self.epochs if result.stopped_early else int(state["epoch"])
         return 0
+
+
+def _fsync_dir(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (POSIX; a no-op where directories cannot be opened)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:  # pragma: no cover - Windows
+        return
+    try:
+        os.fsync(fd)
+    except OSError:  # pragma: no cover - file systems without directory fsync
+        pass
+    finally:
+        os.close(fd)
 
 
 def _plain(value: Any) -> Any:

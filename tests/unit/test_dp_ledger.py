@@ -144,13 +144,14 @@ def test_dp_resume_restores_the_accountant_and_the_release_not_the_noise(tmp_pat
     first = TabularGANSynthesizer(schema, cfg, privacy, checkpoint_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
         first.fit(df, callbacks=[_Kill(after=2)])  # killed after epoch 2, checkpoint at 2
-    ckpt = torch.load(tmp_path / "checkpoint-000002.pt", weights_only=False)
+    (saved,) = tmp_path.glob("checkpoint-*-000002.pt")  # checkpoint-<settings tag>-<epoch>.pt
+    ckpt = torch.load(saved, weights_only=False)
     assert set(ckpt["rngs"]) == {"torch", "numpy"}  # no DP noise generator is checkpointed
     assert set(ckpt["privacy"]) == {"history", "counts_released", "released_counts"}
     history = History()
     second = TabularGANSynthesizer(schema, cfg, privacy, checkpoint_dir=tmp_path).fit(df, callbacks=[history])
     meta = second.extra_meta()
-    assert meta["resumed_from"] == 2 and [r["epoch"] for r in history.rows] == [2]
+    assert meta["resumed_from"] == 2 and [r["epoch"] for r in history.rows] == [0, 1, 2]
     # the counts are the first run's release (kept in the checkpoint), charged once
     np.testing.assert_array_equal(second.sampling_counts_, first.sampling_counts_)
     releases = meta["privacy_ledger"]["releases"]

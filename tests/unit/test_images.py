@@ -138,7 +138,8 @@ def test_resume_keeps_p_and_continues_exactly(digits, tmp_path):
     killed = ImageCGANSynthesizer(cfg, checkpoint_dir=tmp_path / "ckpt")
     with pytest.raises(KeyboardInterrupt):
         killed.fit(data, callbacks=[_Kill(at=1)])
-    state = torch.load(tmp_path / "ckpt" / "checkpoint-000002.pt", weights_only=False)
+    (saved,) = (tmp_path / "ckpt").glob("checkpoint-*-000002.pt")  # checkpoint-<settings tag>-<epoch>.pt
+    state = torch.load(saved, weights_only=False)
     p_saved = float(state["extra"]["augment"]["p"])
     assert p_saved > 0
     resumed = ImageCGANSynthesizer(cfg, checkpoint_dir=tmp_path / "ckpt").fit(data)

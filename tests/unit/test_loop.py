@@ -9,6 +9,7 @@ fingerprint), and a privacy object's budget stop.
 from __future__ import annotations
 
 import copy
+import hashlib
 
 import pytest
 import torch
@@ -81,6 +82,11 @@ def make_loop(tmp_path=None, epochs: int = EPOCHS, callbacks=(), fingerprint: st
     return loop, loss, gen_net, ema
 
 
+def ckpt(epoch: int, fingerprint: str = "toy") -> str:
+    """The file name of a checkpoint: its fingerprint's tag and its epoch."""
+    return f"checkpoint-{hashlib.sha256(fingerprint.encode()).hexdigest()[:12]}-{epoch:06d}.pt"
+
+
 def _figures(history: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
 
@@ -130,13 +136,13 @@ def test_checkpoints_are_written_pruned_and_resumed_exactly(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         killed.run()
     # epochs 1-3 were checkpointed; the two newest are kept
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-000002.pt", "checkpoint-000003.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt(2), ckpt(3)]
 
     history = History()
     resumed, loss, gen_net, ema = make_loop(tmp_path, callbacks=[history], checkpoint_every=1)
     result = resumed.run()
     assert result.resumed_from == 3 and result.epochs_run == EPOCHS
-    assert [row["epoch"] for row in history.rows] == [3]
+    assert [row["epoch"] for row in history.rows] == [0, 1, 2, 3]  # the restored epochs, then the new one
     assert loss.calls["generator"] == STEPS  # only the missing epoch ran
     assert _figures(result.history) == _figures(reference.history)
     for a, b in zip(gen_net.state_dict().values(), full_gen.state_dict().values()):
@@ -144,16 +150,17 @@ def test_checkpoints_are_written_pruned_and_resumed_exactly(tmp_path):
     assert int(ema.steps) == int(full_ema.steps) == EPOCHS * STEPS
     for a, b in zip(ema.state_dict().values(), full_ema.state_dict().values()):
         assert torch.equal(a, b)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint-000003.pt", "checkpoint-000004.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [ckpt(3), ckpt(4)]
 
 
 def test_checkpoints_of_other_settings_are_ignored(tmp_path):
     first, _, _, _ = make_loop(tmp_path, epochs=2, checkpoint_every=2)
     first.run()
-    assert (tmp_path / "checkpoint-000002.pt").is_file()
+    assert (tmp_path / ckpt(2)).is_file()
     other, loss, _, _ = make_loop(tmp_path, epochs=2, checkpoint_every=2, fingerprint="other data")
     result = other.run()
     assert result.resumed_from == 0 and loss.calls["generator"] == 2 * STEPS
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ckpt(2), ckpt(2, "other data")])  # both kept
 
 
 class ToyPrivacy:
@@ -193,7 +200,7 @@ def test_privacy_budget_stops_before_it_is_exceeded_and_logs_epsilon(tmp_path):
     assert [row["epsilon"] for row in result.history] == [STEPS, 2 * STEPS]
     assert privacy.backwards == loss.calls["critic"] == 2 * STEPS
     assert privacy.hooks_off == loss.calls["generator"]
-    assert (tmp_path / "checkpoint-000002.pt").is_file()  # a stopped run is checkpointed
+    assert (tmp_path / ckpt(2)).is_file()  # a stopped run is checkpointed
     again, loss2, _, _ = make_loop(tmp_path, privacy=ToyPrivacy(budget=2 * STEPS + 1), checkpoint_every=10)
     result2 = again.run()
     assert result2.stopped_early and result2.resumed_from == EPOCHS and loss2.calls["critic"] == 0

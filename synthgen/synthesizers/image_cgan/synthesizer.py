@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from synthgen.config import ImageModelConfig, ModelConfig
+from synthgen.config import ImageModelConfig, ModelConfig, checkpoint_interval
 from synthgen.data.images import ImageSet
 from synthgen.errors import ConditionError, DataError, ModelError
 from synthgen.synthesizers.base import Synthesizer
@@ -93,8 +93,9 @@ class ImageCGANSynthesizer(Synthesizer):
     Args:
         config: the ``model`` section (only the image options are kept; unset fields take
             :data:`FAMILY_DEFAULTS`).
-        checkpoint_dir: where :class:`GANLoop` writes checkpoints every
-            ``model.checkpoint_every`` epochs and resumes from; default ``None``.
+        checkpoint_dir: where :class:`GANLoop` writes checkpoints (every
+            ``model.checkpoint_every`` epochs or minutes of training, and after the last
+            epoch) and resumes from; default ``None``.
     """
 
     name: ClassVar[str] = "image_cgan"
@@ -178,11 +179,12 @@ class ImageCGANSynthesizer(Synthesizer):
         loss = ImageGANLoss(self, reals, labels, probs / probs.sum(), batch)
         opt_g = adam(self.generator_.parameters(), device, lr=cfg.lr, betas=opts.betas)
         opt_d = adam(self.critic_.parameters(), device, lr=cfg.lr * opts.lr_d_mult, betas=opts.betas)
+        every, seconds = checkpoint_interval(cfg.checkpoint_every)
         loop = GANLoop(
             loss, self.generator_, self.critic_, opt_g, opt_d, epochs=cfg.epochs,
             steps_per_epoch=max(1, n // batch), critic_steps=opts.critic_steps, callbacks=callbacks,
-            checkpoint_dir=self.checkpoint_dir, checkpoint_every=cfg.checkpoint_every,
-            rngs={"torch": self.gen_}, fingerprint=self._fingerprint(images, data.labels, batch),
+            checkpoint_dir=self.checkpoint_dir, checkpoint_every=every, checkpoint_seconds=seconds,
+            rngs={"torch": self.gen_}, fingerprint=self._fingerprint(images, data.labels, batch, device),
             extra_modules={"ema": self.ema_, "augment": self.augment_},
         )
         self.generator_.train()
@@ -193,10 +195,14 @@ class ImageCGANSynthesizer(Synthesizer):
         self.loop_result_ = result
         self.batch_ = batch
 
-    def _fingerprint(self, images: np.ndarray, labels: np.ndarray, batch: int) -> str:
+    def _fingerprint(self, images: np.ndarray, labels: np.ndarray, batch: int, device: torch.device) -> str:
+        """What a checkpoint must share to be resumed: the images, labels and settings that change
+        a training step, and the device type (random generator states differ per device); not
+        ``epochs`` (a longer run continues a shorter one), ``checkpoint_every`` or ``sample_every``."""
         h = hashlib.sha256()
-        cfg = self.config.model_dump(exclude={"epochs", "checkpoint_every", "sample_every"})
-        h.update(json.dumps([cfg, asdict(self.options), batch, self.classes_], sort_keys=True, default=str).encode())
+        cfg = self.config.model_dump(exclude={"epochs", "checkpoint_every", "sample_every", "device"})
+        h.update(json.dumps([cfg, device.type, asdict(self.options), batch, self.classes_], sort_keys=True,
+                            default=str).encode())
         h.update(np.ascontiguousarray(images).tobytes())
         h.update(np.ascontiguousarray(labels).tobytes())
         return h.hexdigest()

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from synthgen.config import TabularModelConfig
+from synthgen.config import TabularModelConfig, checkpoint_interval
 from synthgen.errors import ConditionError, ConfigError, ModelError
 from synthgen.synthesizers.persistence import load_tensors, read_json, save_tensors, write_json
 from synthgen.synthesizers.tabular import TabularSynthesizer
@@ -60,7 +60,8 @@ class TabularGANSynthesizer(TabularSynthesizer):
     """synthgen's CTGAN-style engine (see :mod:`synthgen.synthesizers.tabular_gan`).
 
     ``checkpoint_dir`` (default ``None``): where :class:`GANLoop` writes checkpoints
-    every ``model.checkpoint_every`` epochs and resumes from.
+    (every ``model.checkpoint_every`` epochs or minutes of training, and after the last
+    epoch) and resumes from.
     """
 
     name = "tabular_gan"
@@ -174,11 +175,12 @@ class TabularGANSynthesizer(TabularSynthesizer):
                 self.sampling_counts_ = np.clip(counts, 0, None)
 
             priv.on_restore = restore_counts
+        every, seconds = checkpoint_interval(cfg.checkpoint_every)
         loop = GANLoop(
             loss, self.generator_, critic, opt_g, opt_d, epochs=cfg.epochs, steps_per_epoch=steps,
             critic_steps=opts.critic_steps, callbacks=callbacks, checkpoint_dir=self.checkpoint_dir,
-            checkpoint_every=cfg.checkpoint_every, rngs=rngs, privacy=priv,
-            fingerprint=self._fingerprint(prepared, batch, pac),
+            checkpoint_every=every, checkpoint_seconds=seconds, rngs=rngs, privacy=priv,
+            fingerprint=self._fingerprint(prepared, batch, pac, device),
         )
         self.generator_.train()
         critic.train()
@@ -228,11 +230,17 @@ class TabularGANSynthesizer(TabularSynthesizer):
                     out[spec.name] = (float(values.min()), float(values.max()))
         return out
 
-    def _fingerprint(self, prepared: pd.DataFrame, batch: int, pac: int) -> str:
+    def _fingerprint(self, prepared: pd.DataFrame, batch: int, pac: int, device: torch.device) -> str:
+        """What a checkpoint must share to be resumed: the prepared data and every setting that
+        changes what a training step does, with the device type (random generator states differ
+        per device). Not ``checkpoint_every``, nor ``epochs`` (a longer run continues a shorter
+        one), except under differential privacy, where the planned steps set the noise."""
         h = hashlib.sha256()
-        parts: list[Any] = [self.config.model_dump(), self.privacy.model_dump(), asdict(self.options), batch, pac]
-        if self.privacy.epsilon is not None:
-            parts.append("dp: secret noise, released counts in the checkpoint")  # older DP checkpoints differ
+        private = self.privacy.epsilon is not None
+        exclude = {"checkpoint_every", "device"} | (set() if private else {"epochs"})
+        parts: list[Any] = [self.config.model_dump(exclude=exclude), device.type, asdict(self.options), batch, pac]
+        if private:
+            parts += [self.privacy.model_dump(), "dp: secret noise, released counts in the checkpoint"]
         h.update(json.dumps(parts, sort_keys=True, default=str).encode())
         h.update(pd.util.hash_pandas_object(prepared, index=False).to_numpy().tobytes())
         return h.hexdigest()
