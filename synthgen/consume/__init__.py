@@ -34,7 +34,7 @@ from synthgen.consume.datasets import DATASHEET, DEFAULT_SYNTHETIC, LOADERS, MAN
 from synthgen.tracking.artifacts import synthesizer_dir
 from synthgen.consume.models import (
     OUTPUT_MARKER, TABLE_WRITERS, URI_SCHEMES, check_output_dir, check_writable, open_model, sample_images_to_folder,
-    sample_to_file, write_table,
+    sample_to_file, write_sample, write_table,
 )
 from synthgen.synthesizers.requests import SampleRequest, normalize_conditions, parse_where, requests_from_frame, sample_requests
 from synthgen.tracking.artifacts import PYFUNC_ARTIFACT
@@ -43,5 +43,5 @@ __all__ = [
     "DATASHEET", "DEFAULT_SYNTHETIC", "LOADERS", "MANIFEST", "OUTPUT_MARKER", "PYFUNC_ARTIFACT", "TABLE_WRITERS",
     "URI_SCHEMES", "SampleRequest", "SyntheticDataset", "check_output_dir", "check_writable", "load_dataset", "normalize_conditions", "open_model",
     "parse_where", "requests_from_frame", "sample_images_to_folder", "sample_requests", "sample_to_file",
-    "synthesizer_dir", "write_table",
+    "synthesizer_dir", "write_sample", "write_table",
 ]

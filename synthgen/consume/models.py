@@ -10,6 +10,12 @@ Two safety rules hold here:
 * output never replaces what synthgen did not write: an existing output file must be a
   regular file, and an existing output directory must carry the :data:`OUTPUT_MARKER`
   file that synthgen puts in every folder it writes.
+
+Memory: a table draw larger than one sampling chunk
+(:data:`~synthgen.synthesizers.base.SAMPLE_CHUNK` rows) is written as it is drawn, a
+chunk at a time (a Parquet row group or a block of CSV lines per chunk;
+:func:`write_sample`), so the file never needs the whole frame; only the frame returned
+(``keep=True``, the default) holds every row.
 """
 
 from __future__ import annotations
@@ -98,6 +104,93 @@ def write_table(frame: pd.DataFrame, out: str | Path) -> Path:
     return out
 
 
+def _stable_dtypes(part: pd.DataFrame, model: Any) -> pd.DataFrame:
+    """A chunk with the dtypes every chunk shares: integer and boolean columns that may be
+    missing (``missing_rate > 0``) as nullable ``Int64`` / ``boolean``, whether or not this
+    chunk happens to hold a missing value."""
+    for spec in model.schema.columns:
+        if spec.missing_rate > 0 and spec.name in part:
+            if spec.dtype.startswith(("int", "uint")):
+                part[spec.name] = part[spec.name].astype("Int64")
+            elif spec.dtype == "bool":
+                part[spec.name] = part[spec.name].astype("boolean")
+    return part
+
+
+def write_sample(model: Synthesizer, rows: int, out: str | Path, conditions: dict[str, Any] | None = None,
+                 seed: int | None = None, keep: bool = True) -> pd.DataFrame:
+    """Draw ``rows`` rows from a table ``model`` into ``out`` (CSV or Parquet, atomically).
+
+    A draw of one sampling chunk is sampled and written whole (:func:`write_table`); a
+    larger one is written chunk by chunk as :meth:`~synthgen.synthesizers.base.Synthesizer.iter_sample`
+    yields it (Parquet: one row group per chunk with ``pyarrow``'s ``ParquetWriter``;
+    CSV: the header once, then each chunk's lines), with integer and boolean columns that
+    may be missing as nullable types in every chunk. The rows are those of
+    ``model.sample(rows, conditions, seed)``.
+
+    Args:
+        model: a fitted table synthesizer.
+        rows: rows to draw (at least 1).
+        out: the ``.csv`` / ``.parquet`` / ``.pq`` file.
+        conditions: typed conditions (:func:`parse_where`); default none.
+        seed: seed of the draw; default fresh randomness.
+        keep: return every row (default ``True``); ``False`` holds one chunk at a time and
+            returns the columns only (zero rows; ``frame.attrs["rows"]`` is the count).
+
+    Raises:
+        DataError: an unknown extension or a location that cannot be written.
+        ConditionError: a bad row count or condition (nothing is written).
+    """
+    out = Path(out)
+    kind = TABLE_WRITERS.get(out.suffix.lower())
+    if kind is None:
+        raise DataError(f"{out}: unknown output format; use one of {sorted(TABLE_WRITERS)}")
+    chunks = model.iter_sample(rows, conditions=conditions, seed=seed)  # checks rows before anything is written
+    if rows <= model.sample_chunk:  # one chunk: sampled and written whole
+        frame = next(chunks)
+        write_table(frame, out)
+        frame = frame if keep else frame.iloc[:0]
+    else:
+        kept, written = [], 0
+        try:
+            with atomic_path(out) as tmp:
+                writer = None
+                try:
+                    for part in chunks:
+                        part = _stable_dtypes(part, model)
+                        if kind == "csv":
+                            part.to_csv(tmp, mode="a" if written else "w", header=not written, index=False)
+                        else:
+                            writer = _write_row_group(writer, tmp, part)
+                        written += len(part)
+                        kept.append(part if keep else part.iloc[:0])
+                finally:
+                    if writer is not None:
+                        writer.close()
+        except OSError as exc:
+            raise DataError(f"{out}: cannot write ({exc.strerror or exc})") from None
+        frame = pd.concat(kept, ignore_index=True) if keep else kept[0]
+    frame.attrs["rows"] = rows
+    return frame
+
+
+def _write_row_group(writer: Any, path: Path, part: pd.DataFrame) -> Any:
+    """Append ``part`` to the Parquet file at ``path`` (the writer is opened by the first
+    chunk, columns no chunk could type - all missing - as text)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if writer is None:
+        table = pa.Table.from_pandas(part, preserve_index=False)
+        schema = pa.schema([f.with_type(pa.string()) if pa.types.is_null(f.type) else f for f in table.schema],
+                           metadata=table.schema.metadata)
+        writer = pq.ParquetWriter(path, schema)
+        writer.write_table(table.cast(schema))
+        return writer
+    writer.write_table(pa.Table.from_pandas(part, schema=writer.schema, preserve_index=False))
+    return writer
+
+
 def check_writable(out: str | Path) -> None:
     """Fail before sampling when ``out`` has an unknown extension, cannot be written, or
     exists as anything but a regular file (a directory, a symbolic link, a device)."""
@@ -125,8 +218,13 @@ def sample_to_file(
     seed: int | None = None,
     tracking_uri: str | None = None,
     allow_unvalidated: bool = False,
+    keep: bool = True,
 ) -> pd.DataFrame:
     """Load a model, draw ``rows`` rows meeting ``where`` and write them to ``out``.
+
+    Rows are written chunk by chunk as they are drawn (:func:`write_sample`); with
+    ``keep=False`` (default ``True``) the returned frame holds the columns only and
+    ``frame.attrs["rows"]`` the count, so no more than one chunk is ever held.
 
     Only a generator whose data passed the trust gate is sampled unless
     ``allow_unvalidated`` (default ``False``; see :func:`open_model`). Everything that can
@@ -147,9 +245,8 @@ def sample_to_file(
         return sample_images_to_folder(model, rows, out, where, seed)
     check_writable(out)
     conditions = parse_where(where, model.schema)
-    frame = model.sample(rows, conditions=conditions or None, seed=seed)
-    write_table(frame, out)
-    log.info("sample: %d rows -> %s", len(frame), out)
+    frame = write_sample(model, rows, out, conditions or None, seed, keep=keep)
+    log.info("sample: %d rows -> %s", rows, out)
     return frame
 
 

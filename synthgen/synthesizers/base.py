@@ -9,7 +9,9 @@ steps every family shares; a family (or its data kind's intermediate class, e.g.
   callbacks' ``on_train_start``, the timed ``_fit(prepared, callbacks)`` (recorded as
   ``train_seconds_``) and ``on_train_end``;
 * ``sample(n, conditions, seed)``: checks the fitted state and ``n``, makes the draw's
-  ``numpy`` generator from ``seed`` and returns ``_draw(n, conditions, rng)``;
+  ``numpy`` generator from ``seed`` and returns ``_draw(n, conditions, rng)`` - in chunks
+  of :attr:`Synthesizer.sample_chunk` records (``iter_sample`` yields them one by one),
+  so memory beyond the result stays flat however large ``n`` is;
 * ``save(dir)``: writes :data:`META_FILE` (``name``, ``format``, ``config``, the family's
   ``_meta_fields()``, ``n_train``, ``train_seconds``, ``extra``) and calls
   ``_save(dir)``, all in a directory replaced atomically;
@@ -19,6 +21,13 @@ steps every family shares; a family (or its data kind's intermediate class, e.g.
   ``_from_meta(meta, config)``) and restores its fitted state with ``_load(dir)``. Loading
   a directory of any family by its meta ``name`` is :func:`synthgen.synthesizers.load`
   (the registry lives there, not here).
+
+Chunked sampling: ``n`` records are drawn as ``ceil(n / sample_chunk)`` calls of
+``_draw`` with one generator made from ``seed``, in order; ``_finish_chunk`` fixes what
+depends on a record's position (a table's fresh ids continue across chunks). Draws of at
+most :data:`SAMPLE_CHUNK` (50,000) records are one call, exactly as before chunking;
+larger draws are deterministic for a seed and chunk size but not the records a single
+pass would have drawn (every random draw is taken per chunk).
 
 ``_save``/``_load`` write and read only JSON and plain tensor files
 (:mod:`synthgen.synthesizers.persistence`): loading a model directory never runs code
@@ -35,7 +44,7 @@ from __future__ import annotations
 import json
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -48,6 +57,7 @@ from synthgen.synthesizers.persistence import FORMAT, FORMAT_KEY, check_format
 from synthgen.training.callbacks import Callback, CallbackList
 
 META_FILE = "synthesizer.json"
+SAMPLE_CHUNK = 50_000  # records per pass of sample(): memory beyond the result is flat in n
 
 
 def read_meta(directory: str | Path) -> dict[str, Any]:
@@ -83,6 +93,7 @@ class Synthesizer(ABC):
     family_defaults: ClassVar[dict[str, Any]] = {}  # model.* of this family when params leave them unset
     fitted_attribute: ClassVar[str]  # set by fit and load; its absence means "not fitted"
     sample_unit: ClassVar[str] = "rows"  # what sample(n) counts, for messages
+    sample_chunk: ClassVar[int] = SAMPLE_CHUNK  # records per _draw call of sample()/iter_sample()
 
     def __init__(self, config: ModelConfig | None = None, checkpoint_dir: str | Path | None = None):
         self.config = self.own_config(config)
@@ -118,15 +129,37 @@ class Synthesizer(ABC):
     def sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None) -> Any:
         """Draw ``n`` synthetic records; the same ``seed`` gives the same records.
 
+        Records are drawn :attr:`sample_chunk` at a time (see the module docstring) and
+        joined: memory holds the result and one chunk's work, not a pass over all ``n``.
+
         Raises:
             ModelError: not fitted.
             ConditionError: ``n`` is not a positive integer, or a bad condition.
         """
+        parts = list(self.iter_sample(n, conditions, seed))
+        return parts[0] if len(parts) == 1 else self._concat(parts)
+
+    def iter_sample(self, n: int, conditions: Mapping[str, Any] | None = None, seed: int | None = None,
+                    chunk: int | None = None) -> Iterator[Any]:
+        """The records of :meth:`sample`, yielded in chunks of at most ``chunk`` (default
+        :attr:`sample_chunk`); together they are what :meth:`sample` returns with the same
+        ``chunk``. For writing large draws without holding them.
+
+        Raises:
+            ModelError: not fitted (raised here, before the first chunk is asked for).
+            ConditionError: ``n`` or ``chunk`` is not a positive integer.
+        """
         self._check_fitted()
-        if not isinstance(n, (int, np.integer)) or isinstance(n, bool) or n < 1:
-            raise ConditionError(f"number of {self.sample_unit} must be a positive integer, got {n!r}")
-        rng = np.random.default_rng(seed)
-        return self._draw(int(n), conditions, rng)
+        chunk = self.sample_chunk if chunk is None else chunk
+        for value, what in ((n, f"number of {self.sample_unit}"), (chunk, "sample chunk")):
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ConditionError(f"{what} must be a positive integer, got {value!r}")
+        return self._chunks(int(n), conditions, np.random.default_rng(seed), int(chunk))
+
+    def _chunks(self, n: int, conditions: Mapping[str, Any] | None, rng: np.random.Generator,
+                chunk: int) -> Iterator[Any]:
+        for start in range(0, n, chunk):
+            yield self._finish_chunk(self._draw(min(chunk, n - start), conditions, rng), start)
 
     def save(self, directory: str | Path) -> None:
         """Write the fitted synthesizer to ``directory`` (replaced atomically)."""
@@ -221,6 +254,20 @@ class Synthesizer(ABC):
     @abstractmethod
     def _load(self, directory: Path) -> None:
         """Restore the fitted state written by :meth:`_save`."""
+
+    def _finish_chunk(self, part: Any, start: int) -> Any:
+        """A drawn chunk whose first record is record ``start`` of the whole draw; default as
+        drawn (tables renumber their fresh ids)."""
+        return part
+
+    @staticmethod
+    def _concat(parts: list[Any]) -> Any:
+        """Join drawn chunks: frames row-wise; a named tuple of arrays (images, labels) field-wise."""
+        if hasattr(parts[0], "_fields"):
+            return type(parts[0])(*(np.concatenate(field) for field in zip(*parts)))
+        import pandas as pd
+
+        return pd.concat(parts, ignore_index=True)
 
     def _check_fitted(self) -> None:
         if not hasattr(self, self.fitted_attribute):

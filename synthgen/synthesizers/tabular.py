@@ -31,6 +31,7 @@ from synthgen.data.schema import TableSchema
 from synthgen.errors import ConditionError, DataError, ModelError
 from synthgen.synthesizers.base import Synthesizer
 from synthgen.transformers.prepare import CONTINUOUS_STATE, MISSING_SUFFIX, POINT_SUFFIX, TablePreparer
+from synthgen.transformers.values import fresh_ids
 
 REJECTION_ROUNDS = 20  # rejection sampling gives up after this many batches
 
@@ -108,6 +109,15 @@ class TabularSynthesizer(Synthesizer):
         ranges = {c: v for c, v in prepared_conditions.items() if isinstance(v, tuple)}
         return self.preparer_.inverse_transform(prepared.reset_index(drop=True), rng, protect=conditions or {},
                                                 bounds=ranges)
+
+    def _finish_chunk(self, part: pd.DataFrame, start: int) -> pd.DataFrame:
+        """Fresh ids continue across chunks (``start + 1, ...``), as one pass numbers them."""
+        ids = [c for c in self.schema.columns if c.kind == "id"]
+        if start and ids:
+            part = part.copy()
+            for spec in ids:
+                part[spec.name] = fresh_ids(spec, len(part), start).to_numpy()
+        return part
 
     def _meta_fields(self) -> dict[str, Any]:
         return {

@@ -33,11 +33,13 @@ def kept_levels(counts: pd.Series, max_categories: int) -> list[Any]:
     return list(counts.index[: max_categories - 1])
 
 
-def fresh_ids(spec: ColumnSpec, n: int) -> pd.Series:
-    """``n`` new keys for an id column: 1..n for integer ids, ``syn-00000001``... otherwise."""
+def fresh_ids(spec: ColumnSpec, n: int, start: int = 0) -> pd.Series:
+    """``n`` new keys for an id column: ``start + 1`` .. ``start + n`` for integer ids,
+    ``syn-00000001``... (numbered the same way) otherwise; ``start`` (default 0) continues
+    a numbering across the chunks of a large draw."""
     if spec.dtype.lower().startswith(("int", "uint")):
-        return pd.Series(np.arange(1, n + 1), dtype=spec.dtype)
-    return pd.Series([f"syn-{i:08d}" for i in range(1, n + 1)], dtype=object)
+        return pd.Series(np.arange(start + 1, start + n + 1), dtype=spec.dtype)
+    return pd.Series([f"syn-{i:08d}" for i in range(start + 1, start + n + 1)], dtype=object)
 
 
 def restore_dtype(values: pd.Series, spec: ColumnSpec) -> pd.Series:

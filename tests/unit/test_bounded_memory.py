@@ -167,3 +167,98 @@ def test_float_npz_is_scaled_per_image(tmp_path):
     np.savez(tmp_path / "f.npz", images=arr)
     out = read_images(tmp_path / "f.npz", image_size=8)
     assert np.array_equal(out.images, np.round(arr * 255).astype(np.uint8))
+
+
+# -- chunked sampling ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def gan():
+    from synthgen.config import ModelConfig
+    from synthgen.synthesizers import REGISTRY
+
+    from tests.conftest import PENGUINS
+    from tests.tiny import TINY_GAN
+
+    table = pd.read_csv(PENGUINS)
+    table.insert(0, "penguin_id", np.arange(1, len(table) + 1))
+    table["year"] = table["year"].astype("Int64")
+    table.loc[::7, "year"] = pd.NA  # a nullable integer column that is sometimes missing
+    schema = infer_schema(table, id_columns=["penguin_id"])
+    table = conform(table, schema)
+    return REGISTRY["tabular_gan"](schema, ModelConfig(**{**TINY_GAN, "epochs": 1})).fit(table)
+
+
+def test_one_chunk_is_the_single_pass_draw(gan):
+    """Up to one chunk, sample() is one _draw with the seed's generator, as before chunking."""
+    one = gan.sample(300, seed=5)
+    assert one.equals(gan._draw(300, None, np.random.default_rng(5)))
+    assert one["penguin_id"].tolist() == list(range(1, 301))
+
+
+def test_chunks_are_deterministic_and_join_to_sample(gan, monkeypatch):
+    monkeypatch.setattr(gan, "sample_chunk", 64)
+    drawn = []
+    real_draw = gan._draw
+    monkeypatch.setattr(gan, "_draw", lambda n, c, rng: drawn.append(n) or real_draw(n, c, rng))
+    whole = gan.sample(300, seed=5)
+    assert drawn == [64, 64, 64, 64, 44]  # never one pass over all rows
+    assert whole.equals(gan.sample(300, seed=5)) and len(whole) == 300
+    parts = list(gan.iter_sample(300, seed=5))
+    assert [len(p) for p in parts] == [64, 64, 64, 64, 44]
+    assert pd.concat(parts, ignore_index=True).equals(whole)
+    # documented: chunk k is the k-th _draw on one generator; ids continue across chunks
+    rng = np.random.default_rng(5)
+    first, second = real_draw(64, None, rng), real_draw(64, None, rng)
+    assert whole.iloc[:64].equals(first)
+    assert whole.iloc[64:128].drop(columns="penguin_id").reset_index(drop=True).equals(
+        second.drop(columns="penguin_id"))
+    assert whole["penguin_id"].tolist() == list(range(1, 301))
+    assert str(whole["year"].dtype) == "Int64"
+    conditioned = gan.sample(150, conditions={"species": "Adelie"}, seed=1)
+    assert (conditioned["species"] == "Adelie").all() and len(conditioned) == 150
+
+
+def test_bad_chunk_and_rows_are_condition_errors(gan):
+    from synthgen.errors import ConditionError
+
+    with pytest.raises(ConditionError, match="sample chunk"):
+        gan.iter_sample(10, chunk=0)
+    with pytest.raises(ConditionError, match="positive integer"):
+        gan.iter_sample(0)
+
+
+def test_image_chunks_join_field_wise():
+    from synthgen.synthesizers.base import Synthesizer
+    from synthgen.synthesizers.image_cgan.synthesizer import GeneratedImages
+
+    parts = [GeneratedImages(np.zeros((2, 4, 4, 1), np.uint8), np.array([0, 1])),
+             GeneratedImages(np.ones((1, 4, 4, 1), np.uint8), np.array([1]))]
+    joined = Synthesizer._concat(parts)
+    assert isinstance(joined, GeneratedImages) and joined.images.shape == (3, 4, 4, 1)
+    assert joined.labels.tolist() == [0, 1, 1]
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".csv"])
+def test_sample_file_is_written_chunk_by_chunk(gan, tmp_path, monkeypatch, suffix):
+    from synthgen.consume import sample_to_file, write_sample
+    from synthgen.synthesizers.base import Synthesizer
+
+    monkeypatch.setattr(Synthesizer, "sample_chunk", 64)
+    gan.save(tmp_path / "model")
+    out = tmp_path / f"rows{suffix}"
+    frame = sample_to_file(tmp_path / "model", 300, out, seed=3, allow_unvalidated=True)
+    expected = gan.sample(300, seed=3)
+    assert frame.equals(expected) and frame.attrs["rows"] == 300
+    back = pd.read_parquet(out) if suffix == ".parquet" else pd.read_csv(out)
+    assert len(back) == 300 and list(back.columns) == list(expected.columns)
+    if suffix == ".parquet":
+        assert back.equals(expected)  # dtypes too: nullable Int64 in every row group
+        import pyarrow.parquet as pq
+
+        assert pq.ParquetFile(out).metadata.num_row_groups == 5
+    else:
+        assert back["penguin_id"].tolist() == list(range(1, 301))
+        assert back["body_mass_g"].to_numpy() == pytest.approx(expected["body_mass_g"].to_numpy(dtype=float),
+                                                               nan_ok=True)
+    lean = write_sample(gan, 300, tmp_path / f"lean{suffix}", seed=3, keep=False)
+    assert len(lean) == 0 and lean.attrs["rows"] == 300 and list(lean.columns) == list(expected.columns)
+    assert (tmp_path / f"lean{suffix}").read_bytes() == out.read_bytes()
