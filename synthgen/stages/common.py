@@ -188,6 +188,14 @@ def train_and_track(
     ``manifest.json``: see :func:`register_with_verdict`). ``callbacks_for(tracker)`` adds
     a modality's own callbacks (sample grids, the ADA trace).
 
+    A run recorded in ``tracking.json`` that is still RUNNING belongs to a killed attempt:
+    it is ended as KILLED before the new run starts. A fit resumed from a checkpoint
+    (``model.checkpoint_every``) still writes every epoch once to ``losses.csv`` and MLflow.
+    Once the run has started, an outage of the MLflow store is never fatal: calls are
+    retried (:meth:`~synthgen.tracking.MlflowTracker.tolerant`), and a run that stays
+    incomplete is tagged ``synthgen.tracking=incomplete`` and recorded so in
+    ``tracking.json`` (``"tracking": "incomplete"``).
+
     Returns:
         The summary (train seconds, epochs run, family facts) and the tracker (still open,
         for the modality's own artifacts).
@@ -195,13 +203,15 @@ def train_and_track(
     tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
     if params.tracking.uri is not None:
         tracker.check()  # fail before training, not after
+        earlier = json.loads(layout.tracking.read_text()) if layout.tracking.is_file() else {}
+        if earlier.get("uri") == params.tracking.uri:
+            tracker.end_stale(earlier.get("run_id"), "KILLED")
     tags = {"synthgen.version": __version__, "synthgen.model": synthesizer.name,
             "synthgen.data_kind": params.data.kind}
     if params.tracking.parent_run:
         tags["mlflow.parentRunId"] = params.tracking.parent_run
     run_id = tracker.start(run_name=f"{synthesizer.name}-seed{params.model.seed}", tags=tags)
     write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id})
-    tracker.log_artifact(layout.schema)
     history = History()
 
     def log_params() -> None:  # after fit: families settle some settings (epochs) on the data
@@ -209,23 +219,27 @@ def train_and_track(
         others = {k: v for k, v in params.flat().items() if not k.startswith("model.")}
         tracker.log_params({**others, **resolved})
 
-    try:
-        synthesizer.fit(data, callbacks=[history, ProgressLog(), tracker.callback(), *callbacks_for(tracker)])
-    except BaseException:
+    with tracker.tolerant():  # from here an outage of the store is logged and retried, never fatal
+        tracker.log_artifact(layout.schema)
+        try:
+            synthesizer.fit(data, callbacks=[history, ProgressLog(), tracker.callback(), *callbacks_for(tracker)])
+        except BaseException:
+            log_params()
+            tracker.end("FAILED")
+            raise
         log_params()
-        tracker.end("FAILED")
-        raise
-    log_params()
-    synthesizer.save(layout.model)
-    write_json(layout.model / "params.json", params.to_dict())
-    losses = pd.DataFrame(history.rows)
-    write_text(layout.losses, losses.to_csv(index=False) if not losses.empty else "epoch\n")
-    summary = {"train_seconds": synthesizer.train_seconds_, "epochs_run": len(history.rows),
-               **synthesizer.extra_meta()}
-    tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
-    if not losses.empty:
-        tracker.log_artifact(plot_losses(losses, layout.root / "loss_curve.png"), "plots")
-    tracker.log_artifact(layout.model)
+        synthesizer.save(layout.model)
+        write_json(layout.model / "params.json", params.to_dict())
+        losses = pd.DataFrame(history.rows)
+        write_text(layout.losses, losses.to_csv(index=False) if not losses.empty else "epoch\n")
+        summary = {"train_seconds": synthesizer.train_seconds_, "epochs_run": len(history.rows),
+                   **synthesizer.extra_meta()}
+        tracker.log_metrics({k: v for k, v in summary.items() if isinstance(v, (int, float))})
+        if not losses.empty:
+            tracker.log_artifact(plot_losses(losses, layout.root / "loss_curve.png"), "plots")
+        tracker.log_artifact(layout.model)
+    if tracker.incomplete:
+        write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id, "tracking": "incomplete"})
     if params.tracking.registered_model and params.tracking.uri is None:
         log.info("train: tracking.uri is null, so the generator is not registered as %r",
                  params.tracking.registered_model)

@@ -4,6 +4,10 @@ Stages talk to a :class:`Tracker`; training reaches it through :class:`TrackingC
 Runs are addressed by id through ``MlflowClient`` (never the thread-local "active run"),
 so the same code works from the CLI, from DVC stages in separate processes and from
 Prefect tasks on worker threads. ``tracking.uri: null`` gives a :class:`NullTracker`.
+An outage of the store during training is never fatal: inside :meth:`MlflowTracker.tolerant`
+(the train stage, and :class:`TrackingCallback` for the length of a fit) failed logging
+calls are kept and retried (:mod:`synthgen.tracking.outage`), and a run whose calls could not
+all be sent is tagged ``synthgen.tracking=incomplete`` (:attr:`MlflowTracker.incomplete`).
 :mod:`synthgen.tracking.pyfunc` wraps a saved synthesizer as an MLflow pyfunc model
 (logged with its verdict once the validate stage has one, registered under
 ``tracking.registered_model`` and aliased); :mod:`synthgen.tracking.gate` refuses to
@@ -13,20 +17,25 @@ run under a parent run through the ``mlflow.parentRunId`` tag (``tracking.parent
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from synthgen.errors import TrackingError
 from synthgen.tracking.artifacts import quiet_mlflow
+from synthgen.tracking.outage import TRACKING_TAG, PendingCalls, first_line
 from synthgen.training.callbacks import Callback
 
 log = logging.getLogger(__name__)
 
+#: Metrics per ``log_batch`` request (MLflow's limit is 1000).
+_BATCH_METRICS = 1000
 
 
 class NullTracker:
@@ -34,6 +43,19 @@ class NullTracker:
 
     run_id: str | None = None
     uri: str | None = None
+    incomplete: bool = False  # some tracking calls of the run never reached the store
+
+    def tolerant(self) -> contextlib.AbstractContextManager[Any]:
+        """A block in which an outage of the store is logged and retried, never raised."""
+        return contextlib.nullcontext(self)
+
+    def catch_up(self) -> bool:
+        """Send what an outage held back; ``True`` when nothing is left."""
+        return True
+
+    def end_stale(self, run_id: str | None, status: str = "KILLED") -> bool:
+        """End ``run_id`` as ``status`` when it is still RUNNING (a killed attempt's run)."""
+        return False
 
     def start(self, run_name: str, tags: dict[str, str] | None = None) -> str | None:
         return None
@@ -43,6 +65,7 @@ class NullTracker:
 
     def log_params(self, params: dict[str, Any]) -> None: ...
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None: ...
+    def log_history(self, rows: list[dict[str, float]]) -> None: ...
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None: ...
     def set_tags(self, tags: dict[str, str]) -> None: ...
     def end(self, status: str = "FINISHED") -> None: ...
@@ -76,6 +99,9 @@ class MlflowTracker(NullTracker):
         self.experiment = experiment
         self.run_id = None
         self._client = None
+        self.pending = PendingCalls()
+        self.incomplete = False
+        self._tolerating = 0
 
     @property
     def client(self):
@@ -117,39 +143,128 @@ class MlflowTracker(NullTracker):
         self.run_id = run_id
         self.client.update_run(run_id, status="RUNNING")
 
+    # -- outages: inside tolerant(), a failed call is kept and retried, never raised -------------
+    @contextlib.contextmanager
+    def tolerant(self) -> Iterator[MlflowTracker]:
+        """A block in which the logging calls (params, metrics, artifacts, tags, ``end``)
+        never raise: a failure is logged, the call kept and retried later (see
+        :mod:`synthgen.tracking.outage`). Leaving the outermost block catches up
+        (:meth:`catch_up`). Blocks nest; leaving one restores the state it was entered in."""
+        depth = self._tolerating
+        self._tolerating += 1
+        try:
+            yield self
+        finally:
+            self._tolerating = depth
+            if not depth:
+                self.catch_up()
+
+    def catch_up(self) -> bool:
+        """Send what an outage held back (a few tries, short pauses).
+
+        Returns:
+            ``True`` when everything reached the store. Otherwise :attr:`incomplete` is set
+            and the run tagged ``synthgen.tracking=incomplete`` if the store takes that;
+            a run tagged so that catches up later is re-tagged ``complete``.
+        """
+        if self.pending.catch_up():
+            if self.incomplete:
+                self.incomplete = False
+                self._quietly(f"tag {TRACKING_TAG}=complete", lambda: self.client.set_tag(
+                    self.run_id, TRACKING_TAG, "complete"))
+            return True
+        self.incomplete = True
+        self._quietly(f"tag {TRACKING_TAG}=incomplete", lambda: self.client.set_tag(
+            self.run_id, TRACKING_TAG, "incomplete"))
+        return False
+
+    def _quietly(self, what: str, send: Callable[[], Any]) -> bool:
+        try:
+            send()
+            return True
+        except Exception as exc:  # noqa: BLE001 - the store is down: say so, go on
+            log.warning("tracking: %s failed (%s)", what, first_line(exc))
+            return False
+
+    def _send(self, what: str, send: Callable[[], Any]) -> None:
+        if self._tolerating:
+            self.pending.call(what, send)
+        else:
+            send()
+
+    def end_stale(self, run_id: str | None, status: str = "KILLED") -> bool:
+        """End ``run_id`` as ``status`` when it is still RUNNING: the run of an attempt that
+        was killed (a killed process cannot end its own run). Never raises: a run that
+        cannot be read or ended is reported as a warning.
+
+        Returns:
+            Whether the run was ended.
+        """
+        if not run_id:
+            return False
+        try:
+            if self.client.get_run(run_id).info.status != "RUNNING":
+                return False
+            self.client.set_terminated(run_id, status=status)
+        except Exception as exc:  # noqa: BLE001 - a deleted or unreadable run: nothing to end
+            log.warning("tracking: could not end the earlier run %s (%s)", run_id, first_line(exc))
+            return False
+        log.info("tracking: the earlier run %s was still RUNNING (its process was killed); ended as %s",
+                 run_id, status)
+        return True
+
+    # -- logging ---------------------------------------------------------------------------------
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
 
         items = [Param(k, json.dumps(v) if not isinstance(v, str) else v) for k, v in params.items()]
+        run_id = self.run_id
         for start in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[start : start + 100])
+            chunk = items[start : start + 100]
+            self._send("logging params", lambda chunk=chunk: self.client.log_batch(run_id, params=chunk))
 
     def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        self._log_steps([(metrics, step or 0)], f"metrics of step {step or 0}")
+
+    def log_history(self, rows: list[dict[str, float]]) -> None:
+        """Log epoch rows ``{"epoch": e, **figures}`` as metrics at step ``e`` (batched):
+        the epochs a resumed fit restored from its checkpoint."""
+        steps = [({k: v for k, v in row.items() if k != "epoch"}, int(row["epoch"])) for row in rows]
+        if steps:
+            self._log_steps(steps, f"metrics of epochs {steps[0][1]}-{steps[-1][1]}")
+
+    def _log_steps(self, steps: list[tuple[dict[str, float], int]], what: str) -> None:
         from mlflow.entities import Metric
 
-        now = int(time.time() * 1000)
+        now = int(time.time() * 1000)  # the time of the figures, also when an outage delays them
         items = [
-            Metric(k, float(v), now, step or 0)
+            Metric(k, float(v), now, step)
+            for metrics, step in steps
             for k, v in metrics.items()
             if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
         ]
-        if items:
-            self.client.log_batch(self.run_id, metrics=items)
+        run_id = self.run_id
+        for start in range(0, len(items), _BATCH_METRICS):
+            chunk = items[start : start + _BATCH_METRICS]
+            self._send(what, lambda chunk=chunk: self.client.log_batch(run_id, metrics=chunk))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        path = Path(path)
+        path, run_id = Path(path), self.run_id
         if path.is_dir():
-            self.client.log_artifacts(self.run_id, str(path), artifact_path or path.name)
+            self._send(f"logging {path.name}/",
+                       lambda: self.client.log_artifacts(run_id, str(path), artifact_path or path.name))
         else:
-            self.client.log_artifact(self.run_id, str(path), artifact_path)
+            self._send(f"logging {path.name}", lambda: self.client.log_artifact(run_id, str(path), artifact_path))
 
     def set_tags(self, tags: dict[str, str]) -> None:
+        run_id = self.run_id
         for key, value in tags.items():
-            self.client.set_tag(self.run_id, key, value)
+            self._send(f"tag {key}", lambda key=key, value=value: self.client.set_tag(run_id, key, value))
 
     def end(self, status: str = "FINISHED") -> None:
         if self.run_id is not None:
-            self.client.set_terminated(self.run_id, status=status)
+            run_id = self.run_id
+            self._send(f"ending the run as {status}", lambda: self.client.set_terminated(run_id, status=status))
 
     def callback(self) -> Callback:
         return TrackingCallback(self)
@@ -213,13 +328,35 @@ class MlflowTracker(NullTracker):
 
 
 class TrackingCallback(Callback):
-    """Sends each epoch's figures (losses, epsilon, timings) to the tracker."""
+    """Sends each epoch's figures (losses, epsilon, timings) to the tracker, and after a
+    resume the restored epochs' figures; an outage of the store never stops training.
+
+    From ``on_train_start`` to ``on_train_end`` the tracker tolerates outages
+    (:meth:`MlflowTracker.tolerant`): a failed call - this callback's or another's, such as a
+    sample grid sent during the fit - is logged, kept and retried at a later epoch; at the
+    end of training what is left is retried a few times, and a run that stays incomplete is
+    tagged ``synthgen.tracking=incomplete`` (when the store takes the tag) and has
+    ``tracker.incomplete`` set.
+    """
 
     def __init__(self, tracker: NullTracker):
         self.tracker = tracker
+        self._scope: contextlib.ExitStack | None = None
+
+    def on_train_start(self, model: Any) -> None:
+        self._scope = contextlib.ExitStack()
+        self._scope.enter_context(self.tracker.tolerant())
+
+    def on_train_resume(self, epoch: int, history: list[dict[str, float]]) -> None:
+        self.tracker.log_history(history)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
         self.tracker.log_metrics(logs, step=epoch)
+
+    def on_train_end(self, model: Any, logs: dict[str, float]) -> None:
+        if self._scope is not None:
+            self._scope.close()  # catches up when no outer block tolerates outages
+            self._scope = None
 
 
 def make_tracker(uri: str | None, experiment: str) -> NullTracker:
