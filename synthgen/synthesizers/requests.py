@@ -4,6 +4,11 @@ generator (:mod:`synthgen.tracking.pyfunc`).
 
 Conditions have one JSON-friendly form everywhere: ``{"col": value}`` for an exact
 value and ``{"col": {"low": a, "high": b}}`` (inclusive) for a numeric range.
+
+A server answers a request frame in memory, so :func:`check_request_size` caps what one
+call may ask for: :data:`MAX_REQUEST_ROWS` table rows or :data:`MAX_REQUEST_IMAGES`
+images, summed over the request rows (the MLflow pyfunc enforces it; ``synthgen sample``
+writes any number of rows to a file in chunks instead).
 """
 
 from __future__ import annotations
@@ -151,6 +156,8 @@ def _flag(value: Any, what: str, row: int) -> bool:
 
 
 REQUEST_COLUMNS = ("rows", "seed", "conditions", "allow_unvalidated")
+MAX_REQUEST_ROWS = 1_000_000  # most table rows one served call returns, all request rows together
+MAX_REQUEST_IMAGES = 10_000  # most images one served call returns
 
 
 def requests_from_frame(frame: pd.DataFrame) -> list[SampleRequest]:
@@ -175,6 +182,25 @@ def requests_from_frame(frame: pd.DataFrame) -> list[SampleRequest]:
                                       normalize_conditions(record.get("conditions")),
                                       _flag(record.get("allow_unvalidated"), "allow_unvalidated", i)))
     return requests
+
+
+def check_request_size(model: Synthesizer, requests: Iterable[SampleRequest]) -> int:
+    """The records ``requests`` ask for in all, if a server may answer them in one call.
+
+    Raises:
+        ConditionError: more than :data:`MAX_REQUEST_ROWS` rows (:data:`MAX_REQUEST_IMAGES`
+            for an image model), summed over the requests.
+    """
+    total = sum(r.rows for r in requests)
+    images = getattr(model, "data_kind", "tabular") == "image"
+    limit, unit = (MAX_REQUEST_IMAGES, "images") if images else (MAX_REQUEST_ROWS, "rows")
+    if total > limit:
+        raise ConditionError(
+            f"the request asks for {total:,} {unit} in all; one call returns at most {limit:,} "
+            f"({'MAX_REQUEST_IMAGES' if images else 'MAX_REQUEST_ROWS'}): split it into several calls, or write "
+            "large draws to a file with `synthgen sample --rows N --out FILE`"
+        )
+    return total
 
 
 def sample_requests(model: Synthesizer, requests: Iterable[SampleRequest]) -> pd.DataFrame:

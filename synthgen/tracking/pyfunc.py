@@ -13,6 +13,13 @@ JSON string or dict, see :func:`synthgen.synthesizers.requests.normalize_conditi
 ``allow_unvalidated`` (optional, default false); output: the synthetic rows of every
 request, concatenated in order.
 
+Row limit: one call returns at most
+:data:`~synthgen.synthesizers.requests.MAX_REQUEST_ROWS` (1,000,000) table rows or
+:data:`~synthgen.synthesizers.requests.MAX_REQUEST_IMAGES` (10,000) images, summed over
+its request rows; a larger request is refused with a
+:class:`~synthgen.errors.ConditionError` before anything is drawn (the answer is built in
+the serving process's memory; ``synthgen sample --out FILE`` writes any size in chunks).
+
 The validate stage logs the generator with its verdict (a ``verdict.json`` artifact, see
 :mod:`synthgen.tracking.gate`) and tags the registry version ``synthgen.verdict``. The
 pyfunc refuses to predict for a generator whose verdict failed or is missing unless
@@ -79,13 +86,15 @@ class SynthgenGenerator(mlflow.pyfunc.PythonModel):
         Raises:
             ModelError: the generator's verdict failed or is missing and the request
                 does not set ``allow_unvalidated``.
+            ConditionError: the requests ask for more than the row limit (module docstring).
         """
-        from synthgen.synthesizers.requests import requests_from_frame, sample_requests
+        from synthgen.synthesizers.requests import check_request_size, requests_from_frame, sample_requests
 
         frame = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
         requests = requests_from_frame(frame)
         allowed = bool((params or {}).get("allow_unvalidated")) or all(r.allow_unvalidated for r in requests)
         require_servable(self.ref, self.verdict, allowed, REQUEST_HINT)
+        check_request_size(self.synthesizer, requests)
         return sample_requests(self.synthesizer, requests)
 
 

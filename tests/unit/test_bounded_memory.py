@@ -262,3 +262,41 @@ def test_sample_file_is_written_chunk_by_chunk(gan, tmp_path, monkeypatch, suffi
     lean = write_sample(gan, 300, tmp_path / f"lean{suffix}", seed=3, keep=False)
     assert len(lean) == 0 and lean.attrs["rows"] == 300 and list(lean.columns) == list(expected.columns)
     assert (tmp_path / f"lean{suffix}").read_bytes() == out.read_bytes()
+
+
+# -- the pyfunc's row limit ---------------------------------------------------------------------
+def test_pyfunc_refuses_requests_over_the_row_limit(gan, monkeypatch):
+    from synthgen.errors import ConditionError
+    from synthgen.synthesizers import requests
+    from synthgen.tracking.gate import Verdict
+    from synthgen.tracking.pyfunc import SynthgenGenerator
+
+    served = SynthgenGenerator()
+    served.synthesizer, served.verdict = gan, Verdict(True)
+    assert requests.MAX_REQUEST_ROWS == 1_000_000 and requests.MAX_REQUEST_IMAGES == 10_000
+    drawn = []
+    monkeypatch.setattr(gan, "_draw", lambda *a: drawn.append(a) or pd.DataFrame())
+    with pytest.raises(ConditionError, match=r"asks for 1,000,001 rows in all; one call returns at most 1,000,000"):
+        served.predict(None, pd.DataFrame({"rows": [1_000_001]}))
+    with pytest.raises(ConditionError, match="MAX_REQUEST_ROWS"):  # summed over the request rows
+        served.predict(None, pd.DataFrame({"rows": [600_000, 400_001], "seed": [1, 2]}))
+    with pytest.raises(ConditionError, match="synthgen sample --rows N --out FILE"):
+        served.predict(None, pd.DataFrame({"rows": [10**9]}))
+    assert drawn == []  # refused before anything was drawn
+    monkeypatch.undo()
+    monkeypatch.setattr(requests, "MAX_REQUEST_ROWS", 50)
+    assert len(served.predict(None, pd.DataFrame({"rows": [20, 30], "seed": [1, 2]}))) == 50
+    with pytest.raises(ConditionError, match="51 rows"):
+        served.predict(None, pd.DataFrame({"rows": [51]}))
+
+
+def test_image_requests_have_their_own_limit():
+    from types import SimpleNamespace
+
+    from synthgen.errors import ConditionError
+    from synthgen.synthesizers.requests import SampleRequest, check_request_size
+
+    images = SimpleNamespace(data_kind="image")
+    assert check_request_size(images, [SampleRequest(10_000)]) == 10_000
+    with pytest.raises(ConditionError, match="10,001 images.*MAX_REQUEST_IMAGES"):
+        check_request_size(images, [SampleRequest(5_000), SampleRequest(5_001)])
