@@ -49,6 +49,15 @@ def _setup_logging(verbose: bool) -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+#: Characters that break a line (str.splitlines), escaped in error messages.
+LINE_BREAKS = {c: repr(c)[1:-1] for c in "\n\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(message: str) -> str:
+    """The message on one line: line breaks (from a column name, a value, a path) escaped."""
+    return message.strip().translate(str.maketrans(LINE_BREAKS))
+
+
 def _guarded(action: Callable[[], Any]) -> Any:
     """Run ``action``; a user mistake becomes one line on stderr and exit 2."""
     from synthgen.errors import SynthgenError
@@ -56,7 +65,7 @@ def _guarded(action: Callable[[], Any]) -> Any:
     try:
         return action()
     except SynthgenError as exc:
-        click.echo(f"synthgen: error: {exc}", err=True)
+        click.echo(f"synthgen: error: {one_line(str(exc))}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         click.echo("synthgen: interrupted", err=True)

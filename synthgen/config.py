@@ -17,7 +17,7 @@ import logging
 import re
 import warnings
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -29,8 +29,13 @@ log = logging.getLogger(__name__)
 ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "datetime", "id"]
 
 
+MAX_SEED = 2**31 - 1  # numpy, torch and scikit-learn take unsigned 32-bit seeds, and seed + i must fit too
+MAX_WIDTH = 2**16  # the widest layer a model may ask for (generator_dim, discriminator_dim, embedding_dim)
+
+
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    # inf and nan are refused in every number (a YAML .inf threshold or a 1e400 --set value)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 class DataConfig(_Section):
@@ -40,7 +45,7 @@ class DataConfig(_Section):
     kind: Literal["tabular", "image"] = "tabular"
     target: str | None = None  # column used for stratified split and utility metrics
     holdout: float = Field(0.2, gt=0.0, lt=0.9)  # share of rows never trained on
-    seed: int = 0  # seed of the train/holdout split
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # seed of the train/holdout split
     encoding: str = "utf-8"  # CSV text encoding
     id_columns: list[str] = []  # not modelled, regenerated as fresh ids; surrogate keys replace them at ingest
     columns: dict[str, ColumnKind] = {}  # overrides of inferred column kinds
@@ -142,12 +147,12 @@ class ModelConfig(_Section):
 
     name: str = "tabular_gan"  # a key of synthgen.synthesizers.REGISTRY (validated there)
     epochs: int = Field(300, ge=1)  # unset: the family decides (ctgan 300; tabular_gan a 3000-step budget)
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=MAX_SEED)
     batch_size: int = Field(500, ge=2)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    generator_dim: list[int] = [256, 256]
-    discriminator_dim: list[int] = [256, 256]
-    embedding_dim: int = Field(128, ge=1)
+    generator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
+    discriminator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
+    embedding_dim: int = Field(128, ge=1, le=MAX_WIDTH)
     lr: float = Field(2e-4, gt=0)
     # checkpoints (GANLoop): a whole number of epochs, or a duration ("90s", "2m", "1h") of training
     # between two; also after the last epoch; 0 = none. Default 2m (see checkpoint_interval)
@@ -252,15 +257,22 @@ class GenerateConfig(_Section):
     """``generate``: how many synthetic rows to draw."""
 
     rows: int | None = Field(None, ge=1)  # default: as many as the training split
-    seed: int | None = None  # default: model.seed
+    seed: int | None = Field(None, ge=0, le=MAX_SEED)  # default: model.seed
     conditions: dict[str, Any] = {}  # column -> value every generated row must satisfy
 
 
-class ValidateConfig(_Section):
-    """``validate``: thresholds of the verdict. ``min`` are floors, ``max`` are ceilings."""
+#: The default floors and ceilings of a table's verdict (``validate.min`` / ``validate.max``).
+TABLE_MIN: dict[str, float] = {"quality_score": 0.6, "gx_success_rate": 0.8}
+TABLE_MAX: dict[str, float] = {"exact_copy_rate": 0.05, "dcr_overfitting_share": 0.6, "mia_auc": 0.75}
 
-    min: dict[str, float] = {"quality_score": 0.6, "gx_success_rate": 0.8}
-    max: dict[str, float] = {"exact_copy_rate": 0.05, "dcr_overfitting_share": 0.6, "mia_auc": 0.75}
+
+class ValidateConfig(_Section):
+    """``validate``: thresholds of the verdict. ``min`` are floors, ``max`` are ceilings; set ones
+    merge over the data kind's defaults (:meth:`with_defaults`, applied by the validate stage):
+    ``max: {mia_auc: 0.9}`` keeps the other privacy ceilings. Relax one by setting it (``mia_auc: 1``)."""
+
+    min: dict[str, float] = dict(TABLE_MIN)
+    max: dict[str, float] = dict(TABLE_MAX)
     # great-expectations distribution checks (see synthgen.validation.gx_suite.Tolerances)
     mean_tolerance: float = Field(0.3, ge=0)  # synthetic mean within this many real std
     std_tolerance: float = Field(0.3, ge=0)  # synthetic std within real std x (1 -/+ this)
@@ -271,6 +283,13 @@ class ValidateConfig(_Section):
     # Refused together with privacy.epsilon (ConfigError on load): it reads real rows after the DP fit,
     # so the data it keeps would no longer be covered by the DP guarantee.
     privacy_filter: float | None = Field(None, ge=0, le=1)
+
+    def with_defaults(self, floors: dict[str, float], ceilings: dict[str, float]) -> ValidateConfig:
+        """These thresholds merged over a data kind's defaults: each default floor and ceiling
+        stays unless params set that metric (a partial ``min`` / ``max`` never drops the rest)."""
+        own_min = self.min if "min" in self.model_fields_set else {}
+        own_max = self.max if "max" in self.model_fields_set else {}
+        return self.model_copy(update={"min": {**floors, **own_min}, "max": {**ceilings, **own_max}})
 
 
 class AugmentConfig(_Section):
@@ -284,7 +303,7 @@ class AugmentConfig(_Section):
     mode: Literal["rebalance", "enlarge"] = "rebalance"  # how many synthetic rows per class
     ratio: float = Field(1.0, gt=0, le=10)  # rebalance: each class up to round(ratio x majority count)
     factor: float = Field(2.0, ge=1, le=100)  # enlarge: augmented rows = round(factor x labelled train rows)
-    seed: int = 0  # seed of the written synthetic draw; benefit repeat i uses seed + i
+    seed: int = Field(0, ge=0, le=MAX_SEED)  # seed of the written synthetic draw; benefit repeat i uses seed + i
     seeds: int = Field(5, ge=1, le=100)  # benefit repeats (synthetic draw and downstream model vary)
     benefit: bool = True  # measure real-only vs real+synthetic downstream models on the holdout
     models: list[Literal["logistic", "random_forest", "hist_gbm"]] = Field(
@@ -423,12 +442,20 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
         value = yaml.safe_load(text)
     except yaml.YAMLError:
         value = text
-    node = raw.setdefault(section_name, {})
-    for part in parts[1:-1]:
-        node = node.setdefault(part, {})
+    node = raw
+    for depth, part in enumerate(parts[:-1]):
+        if node.get(part) is None:
+            node[part] = {}
+        node = node[part]
         if not isinstance(node, dict):
-            raise ConfigError(f"--set {key}: {part!r} is not a section")
+            raise ConfigError(f"--set {key}: {'.'.join(parts[:depth + 1])!r} is not a section")
     node[parts[-1]] = value
+
+
+def _shown(part: Any) -> str:
+    """A key as messages show it: quoted when it is empty, padded or holds unprintable characters."""
+    text = str(part)
+    return text if text and text.isprintable() and text.strip() == text else repr(text)
 
 
 def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
@@ -437,7 +464,7 @@ def parse_params(raw: dict[str, Any], source: str = "params") -> Params:
         return Params.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        key = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        key = ".".join(_shown(p) for p in first["loc"]) or "(top level)"
         msg = first["msg"]
         if first["type"] == "extra_forbidden":
             msg = "unknown key"

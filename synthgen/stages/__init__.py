@@ -20,15 +20,19 @@ Example::
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from synthgen.config import Params
+from synthgen.config import TABLE_MAX, TABLE_MIN, Params
 from synthgen.config import load_params as read_params
 from synthgen.errors import ConfigError
 from synthgen.stages import augment_images, augment_tabular, images, tabular
+from synthgen.stages.common import ImageLayout
 from synthgen.synthesizers import check_model
+
+log = logging.getLogger(__name__)
 
 STAGE_NAMES = ("ingest", "train", "generate", "validate", "augment")
 
@@ -90,9 +94,32 @@ def generate(params: Params) -> dict[str, Any]:
     return stage("generate", params)(params)
 
 
+#: ``data.kind`` -> the default floors and ceilings a partial ``validate.min`` / ``max`` merges with.
+DEFAULT_THRESHOLDS: dict[str, tuple[dict[str, float], dict[str, float]]] = {
+    "tabular": (TABLE_MIN, TABLE_MAX), "image": (images.IMAGE_MIN, images.IMAGE_MAX)}
+
+
+def ingested(params: Params) -> bool:
+    """Whether ``output.dir`` holds the ingest stage's schema and splits."""
+    layout = ImageLayout(params.out)
+    splits = ((layout.train_images, layout.holdout_images) if params.data.kind == "image"
+              else (layout.train, layout.holdout))
+    return all(path.is_file() for path in (layout.schema, *splits))
+
+
 def validate(params: Params, synthetic: str | Path | None = None, out: str | Path | None = None) -> dict[str, Any]:
     """Score the synthetic data; write the verdict, manifest, report, datasheet (and
-    ``published/`` on a pass). With ``synthetic`` a path: audit that data, write only the verdict."""
+    ``published/`` on a pass). With ``synthetic`` a path: audit that data, write only the
+    verdict; the real data is ingested first when ``output.dir`` has none yet.
+
+    The thresholds are ``validate.min`` / ``validate.max`` merged over the data kind's
+    defaults (:data:`DEFAULT_THRESHOLDS`): setting one metric never drops the others."""
+    floors, ceilings = DEFAULT_THRESHOLDS[params.data.kind]
+    params = params.model_copy(update={"validate_": params.validate_.with_defaults(floors, ceilings)})
+    if synthetic is not None and not ingested(params):
+        log.info("validate: %s has no ingested real data yet; running the ingest stage on %s first",
+                 params.out, params.data.path)
+        ingest(params)
     return stage("validate", params)(params, synthetic, out)
 
 

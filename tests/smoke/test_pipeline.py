@@ -107,6 +107,24 @@ def test_audit_of_external_table(finished_run):
     assert report["metrics"]["quality_score"] > 0.7
 
 
+def test_audit_on_a_fresh_output_dir_ingests_first_and_keeps_default_ceilings(tmp_path):
+    """`synthgen validate --synthetic` with nothing ingested yet ingests data.path itself; a
+    partial validate.max changes one ceiling and keeps the other (privacy) ceilings."""
+    from tests.conftest import PENGUINS
+
+    pd.read_csv(PENGUINS).sample(120, random_state=0).to_csv(tmp_path / "theirs.csv", index=False)
+    path = write_params(tmp_path / "audit.yaml", tiny_params(tmp_path, None))
+    result = synthgen("validate", "--params", str(path), "--synthetic", str(tmp_path / "theirs.csv"),
+                      "--set", "validate.max.mia_auc=0.99")
+    assert result.returncode in (0, 1), result.stderr[-2000:]
+    assert "no ingested real data yet; running the ingest stage" in result.stderr
+    assert (tmp_path / "out" / "schema.json").is_file() and (tmp_path / "out" / "data" / "train.parquet").is_file()
+    checks = {c["name"]: c for c in json.loads((tmp_path / "theirs.validation.json").read_text())["checks"]}
+    assert checks["mia_auc"]["threshold"] == 0.99
+    assert checks["exact_copy_rate"]["threshold"] == 0.05 and checks["dcr_overfitting_share"]["threshold"] == 0.6
+    assert checks["exact_copy_rate"]["passed"] is False  # real rows offered as synthetic: caught, not dropped
+
+
 @pytest.mark.parametrize(
     ("sections", "fragment"),
     [

@@ -48,6 +48,15 @@ def test_overrides_are_typed(tmp_path):
         ("epochs=3", "expected section.key"),
         ("model.epochs", "expected key=value"),
         ("privacy.epsilon=0", "privacy.epsilon"),
+        ("model.seed=-1", "model.seed: Input should be greater than or equal to 0"),
+        ("data.seed=-7", "data.seed: Input should be greater than or equal to 0"),
+        ("generate.seed=4294967296", "generate.seed: Input should be less than or equal to"),
+        ("augment.seed=-1", "augment.seed"),
+        ("model.lr=.inf", "model.lr: Input should be a finite number"),
+        ("validate.max.mia_auc=.nan", "validate.max.mia_auc: Input should be a finite number"),
+        ("model.generator_dim=[0]", "model.generator_dim.0"),
+        ("model.epochs.x=1", "model.epochs"),
+        ("validate.min.quality_score.x=1", "'validate.min.quality_score' is not a section"),
     ],
 )
 def test_bad_overrides_name_the_key(override, fragment):
@@ -68,3 +77,20 @@ def test_missing_and_malformed_files(tmp_path):
     missing_path.write_text("model: {epochs: 3}\n")
     with pytest.raises(ConfigError, match="data: required key is missing"):
         load_params(missing_path)
+
+
+def test_partial_thresholds_merge_with_the_defaults():
+    """`validate.max: {mia_auc: 0.9}` changes one ceiling and keeps the other privacy ceilings
+    (and the floors); the merge is per data kind (the image defaults name image metrics)."""
+    from synthgen.config import TABLE_MAX, TABLE_MIN, ValidateConfig
+    from synthgen.stages import DEFAULT_THRESHOLDS
+
+    partial = ValidateConfig.model_validate({"max": {"mia_auc": 0.9}})
+    merged = partial.with_defaults(TABLE_MIN, TABLE_MAX)
+    assert merged.max == {**TABLE_MAX, "mia_auc": 0.9} and merged.min == TABLE_MIN
+    relaxed = partial.model_validate({"min": {"quality_score": 0.1}}).with_defaults(*DEFAULT_THRESHOLDS["tabular"])
+    assert relaxed.min == {"quality_score": 0.1, "gx_success_rate": 0.8} and relaxed.max == TABLE_MAX
+    image_min, image_max = DEFAULT_THRESHOLDS["image"]
+    images = partial.model_validate({"max": {"exact_copy_rate": 1.0}}).with_defaults(image_min, image_max)
+    assert images.max == {**image_max, "exact_copy_rate": 1.0} and "mia_auc" not in images.max
+    assert partial.model_validate({}).with_defaults(image_min, image_max).max == image_max  # unset: the kind's
