@@ -21,7 +21,11 @@ Two rules keep real values that could identify someone out of everything a run w
 
 from __future__ import annotations
 
+import codecs
+import json
 import logging
+import warnings
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +41,13 @@ log = logging.getLogger(__name__)
 MIN_ROWS = 10  # fewer rows cannot be split into a train set and a holdout
 READERS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 RARE_LEVEL = "__rare__"  # the one level rare categorical levels are pooled into
+#: Values the table preparer gives a meaning of its own (synthgen.transformers.prepare: NAN is a
+#: missing category, OTHER a pooled one); a real value spelled so would be read as one: refused.
+RESERVED_VALUES = ("__nan__", "__other__")
+#: Column names the preparer adds beside the table's (a missingness-pattern column, and
+#: ``<column>__missing`` / ``<column>__point`` per numeric column): a real column so named is refused.
+RESERVED_COLUMN = "__missing_pattern__"
+RESERVED_SUFFIXES = ("__missing", "__point")
 
 
 def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
@@ -44,7 +55,7 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
 
     Raises:
         DataError: missing, empty or header-only file, unknown format, bad encoding,
-            duplicate column names.
+            duplicate column names, a first row with more fields than the header.
     """
     path = Path(path)
     if not path.is_file():
@@ -55,10 +66,20 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
     if path.stat().st_size == 0:
         raise DataError(f"{path}: file is empty")
     try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError(f"{path}: unknown text encoding {encoding!r} (data.encoding; e.g. utf-8, latin-1)") from None
+    try:
         if kind == "csv":
-            frame = pd.read_csv(path, encoding=encoding, low_memory=False)
+            with warnings.catch_warnings():  # more fields than names: an error, not a silent shift or cut
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                frame = pd.read_csv(path, encoding=encoding, low_memory=False, index_col=False)
+            header = pd.read_csv(path, encoding=encoding, header=None, nrows=1, dtype=str, keep_default_na=False)
+            _check_header([str(v) for v in header.iloc[0]] if len(header) else [], path)
         else:
             frame = pd.read_parquet(path)
+    except pd.errors.ParserWarning:
+        raise DataError(f"{path}: cannot be read as csv (the first row has more fields than the header)") from None
     except UnicodeDecodeError as exc:
         raise DataError(
             f"{path}: byte {exc.start} is not valid {encoding}; set data.encoding (e.g. latin-1)"
@@ -69,11 +90,65 @@ def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
         raise DataError(f"{path}: cannot be read as {kind} ({str(exc).splitlines()[0]})") from None
     if frame.empty:
         raise DataError(f"{path}: has a header but no data rows")
-    dupes = frame.columns[frame.columns.duplicated()].tolist()
-    if dupes:
-        raise DataError(f"{path}: duplicate column names {dupes}")
     frame.columns = [str(c) for c in frame.columns]
+    _check_header(list(frame.columns), path)
     return frame
+
+
+def _check_header(names: list[str], path: Path) -> None:
+    """Column names as written in the file (pandas would rename a second ``a`` to ``a.1``)."""
+    seen: set[str] = set()
+    for name in names:
+        if name in seen and name != "":  # empty names are numbered by pandas ("Unnamed: 3")
+            raise DataError(f"{path}: column {name!r} appears more than once in the header; "
+                            "column names must be unique")
+        seen.add(name)
+
+
+def check_values(table: pd.DataFrame, schema: TableSchema, source: str) -> None:
+    """Refuse what synthgen cannot write or would misread: infinite numbers, values and
+    column names it reserves (:data:`RESERVED_VALUES`, :data:`RESERVED_COLUMN`,
+    :data:`RESERVED_SUFFIXES`).
+
+    Raises:
+        DataError: naming the file and the first column at fault.
+    """
+    names = set(schema.names)
+    for spec in schema.columns:
+        name = spec.name
+        if name == RESERVED_COLUMN or any(name.endswith(s) and name[: -len(s)] in names for s in RESERVED_SUFFIXES):
+            raise DataError(f"{source}: column name {name!r} is reserved by synthgen (it names the columns it adds "
+                            "while training); rename the column")
+        values = table[name]
+        if pd.api.types.is_float_dtype(values):
+            n_inf = int(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).sum())
+            if n_inf:
+                raise DataError(f"{source}: column {name!r} has {n_inf} infinite values (inf or -inf); "
+                                "make them empty (missing) or finite")
+        elif spec.kind != "id" and (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
+            text = values.dropna().astype(str)
+            for value in RESERVED_VALUES:
+                if (text == value).any():
+                    raise DataError(f"{source}: column {name!r} has the value {value!r} ({int((text == value).sum())} "
+                                    "rows), which synthgen reserves for missing or pooled categories; recode it")
+
+
+def check_schema(schema: TableSchema, source: str) -> None:
+    """The schema can be saved as JSON (finite numbers only), checked before anything is written.
+
+    Raises:
+        DataError: a column's statistics are not finite (naming the column).
+    """
+    for spec in schema.columns:
+        try:
+            json.dumps(asdict(spec), default=str, allow_nan=False)
+        except ValueError:
+            raise DataError(f"{source}: column {spec.name!r}: its range or structure is not finite "
+                            "(values too large to model?)") from None
+    try:
+        json.dumps(schema.extra, default=str, allow_nan=False)
+    except ValueError:
+        raise DataError(f"{source}: the schema's statistics are not finite numbers") from None
 
 
 def split_holdout(
@@ -247,6 +322,7 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
             "it cannot be a target"
         )
     table = conform(table, schema)
+    check_values(table, schema, str(cfg.path))
     for col in schema.columns:
         if col.kind == "id":
             table[col.name] = surrogate_keys(table[col.name])
@@ -268,4 +344,5 @@ def ingest(cfg: DataConfig) -> tuple[TableSchema, pd.DataFrame, pd.DataFrame]:
                 col.name, len(col.categories), cfg.max_categories - 1,
             )
     schema.extra["n_train"], schema.extra["n_holdout"] = len(train), len(holdout)
+    check_schema(schema, str(cfg.path))
     return schema, train, holdout

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -213,7 +214,12 @@ def coerce_column(values: pd.Series, spec: ColumnSpec) -> pd.Series:
     if spec.kind == "datetime":
         if pd.api.types.is_datetime64_any_dtype(values):
             return values
-        return pd.to_datetime(values, errors="coerce", format="mixed")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # mixed time zones: handled below
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+            if not pd.api.types.is_datetime64_any_dtype(parsed):  # mixed UTC offsets: as UTC
+                parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=True)
+        return parsed
     if spec.kind == "boolean" and not pd.api.types.is_bool_dtype(values):
         text = values.astype("string").str.strip().str.lower()
         return text.map({"true": True, "false": False}).astype("boolean")
@@ -258,8 +264,14 @@ def infer_schema(
             kind, note = _infer_kind(str(name), values, n)
         spec = ColumnSpec(name=str(name), kind=kind, dtype=str(values.dtype), note=note)
         coerced = coerce_column(values, spec)
-        if kind in ("continuous", "integer", "datetime") and coerced.notna().sum() < values.notna().sum():
-            bad = int(values.notna().sum() - coerced.notna().sum())
+        bad = int(values.notna().sum() - coerced.notna().sum())
+        if kind == "datetime" and bad and note == "parsed from text":  # inferred from a sample: text after all
+            present = values.dropna()
+            id_note = _identifier_like(present, present.nunique())
+            spec.kind, coerced = ("id" if id_note else "categorical"), values
+            spec.note = f"{bad} values are not dates; treated as text" + (f" ({id_note})" if id_note else "")
+            log.warning("column %r: %s", name, spec.note)
+        elif kind in ("continuous", "integer", "datetime") and bad:
             raise DataError(
                 f"{source or 'data'}: column {name!r} is declared {kind} but {bad} values "
                 "do not parse as such"

@@ -226,3 +226,62 @@ def test_ingest_pools_rare_levels_before_the_schema_and_hides_ids(tmp_path):
 def test_min_level_count_must_be_positive():
     with pytest.raises(ValueError, match="min_level_count"):
         DataConfig(path="x.csv", min_level_count=0)
+
+
+def _csv(path, header: str, rows: list[str]):
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+def test_duplicate_headers_are_an_error_naming_file_and_column(tmp_path):
+    path = _csv(tmp_path / "dup.csv", "a,b,a", [f"{i},{i % 3},{i}" for i in range(20)])
+    with pytest.raises(DataError, match="column 'a' appears more than once in the header") as info:
+        read_table(path)
+    assert str(path) in str(info.value)
+    extra = _csv(tmp_path / "extra.csv", "a,b", [f"{i},{i},{i}" for i in range(20)])  # not a silent index
+    with pytest.raises(DataError, match="more fields than the header"):
+        read_table(extra)
+
+
+@pytest.mark.parametrize(("cell", "fragment"), [
+    ("inf", "column 'x' has 1 infinite values"),
+    ("-inf", "column 'x' has 1 infinite values"),
+])
+def test_infinite_numbers_are_refused_before_anything_is_written(tmp_path, cell, fragment):
+    path = _csv(tmp_path / "inf.csv", "x,y", [f"{i * 1.5},k{i % 2}" for i in range(29)] + [f"{cell},k1"])
+    with pytest.raises(DataError, match=fragment) as info:
+        ingest(DataConfig(path=str(path)))  # raised by ingest itself: the stage writes nothing
+    assert str(path) in str(info.value)
+
+
+def test_sentinel_values_and_reserved_names_are_refused(tmp_path):
+    from synthgen.data.ingest import RESERVED_COLUMN, RESERVED_SUFFIXES, RESERVED_VALUES
+    from synthgen.transformers.prepare import MISSING_SUFFIX, NAN, OTHER, PATTERN_COLUMN, POINT_SUFFIX
+
+    assert set(RESERVED_VALUES) == {NAN, OTHER} and RESERVED_COLUMN == PATTERN_COLUMN
+    assert set(RESERVED_SUFFIXES) == {MISSING_SUFFIX, POINT_SUFFIX}
+    for value in RESERVED_VALUES:
+        path = _csv(tmp_path / "s.csv", "n,level", [f"{i},{value if i % 4 == 0 else 'k'}" for i in range(40)])
+        with pytest.raises(DataError, match=f"column 'level' has the value '{value}' \\(10 rows\\)"):
+            ingest(DataConfig(path=str(path)))
+    path = _csv(tmp_path / "r.csv", "n,n__missing", [f"{i},{i % 2}" for i in range(40)])
+    with pytest.raises(DataError, match="column name 'n__missing' is reserved"):
+        ingest(DataConfig(path=str(path)))
+    path = _csv(tmp_path / "ok.csv", "n,m__missing,level", [f"{i},{i % 2},__rare__" for i in range(40)])
+    ingest(DataConfig(path=str(path)))  # no column m; __rare__ is the pooled level's own name
+
+
+def test_dates_that_do_not_all_parse_are_text_and_mixed_offsets_are_utc(tmp_path):
+    rows = [f"2021-03-{1 + i % 5:02d},{i}" for i in range(40)]
+    rows[-1] = "2021-02-30,39"  # sampled as dates, one is not a date
+    schema, train, _ = ingest(DataConfig(path=str(_csv(tmp_path / "d.csv", "when,n", rows))))
+    assert schema["when"].kind == "categorical" and "1 values are not dates" in schema["when"].note
+    zoned = [f"2021-03-{1 + i % 28:02d}T10:00:00{'+01:00' if i % 2 else '-08:00'},{i}" for i in range(40)]
+    schema, train, _ = ingest(DataConfig(path=str(_csv(tmp_path / "z.csv", "when,n", zoned))))
+    assert schema["when"].kind == "datetime" and str(train["when"].dt.tz) == "UTC"
+
+
+def test_unknown_encoding_names_the_key(tmp_path):
+    path = _csv(tmp_path / "e.csv", "a", [str(i) for i in range(20)])
+    with pytest.raises(DataError, match=r"unknown text encoding 'no-such-codec' \(data.encoding"):
+        read_table(path, "no-such-codec")
