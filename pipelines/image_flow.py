@@ -14,7 +14,7 @@ from pipelines.tabular_flow import generate, ingest, train, validate  # same tas
 from pipelines._entry import flow_main  # noqa: E402
 from prefect import flow
 
-from synthgen.stages import load_params
+from synthgen.stages import load_params, locked
 
 
 @flow(name="synthgen-images", log_prints=True)
@@ -25,10 +25,11 @@ def image_pipeline(params_file: str = "params.images.yaml", overrides: list[str]
     params = load_params(params_file, overrides or [])
     if params.data.kind != "image":
         raise ConfigError(f"{params_file}: data.kind is {params.data.kind!r}; this flow runs images")
-    ingest(params)
-    train(params)
-    generate(params)
-    return validate(params)
+    with locked(params, "synthgen-images flow"):  # one writer of output.dir for the whole flow
+        ingest(params)
+        train(params)
+        generate(params)
+        return validate(params)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -61,12 +61,12 @@ def build_deployments(params_file: str = "params.yaml", overrides: list[str] | N
 
     overrides = list(overrides or [])
     deployments = [tabular_pipeline.to_deployment(
-        name=TABULAR_DEPLOYMENT, cron=cron, tags=["synthgen"],
+        name=TABULAR_DEPLOYMENT, cron=cron, tags=["synthgen"], concurrency_limit=1,
         parameters={"params_file": _check(params_file, overrides, "tabular"), "overrides": overrides},
         description="ingest -> train -> generate -> validate on a schedule")]
     if image_params is not None:
         deployments.append(image_pipeline.to_deployment(
-            name=IMAGE_DEPLOYMENT, cron=image_cron, tags=["synthgen"],
+            name=IMAGE_DEPLOYMENT, cron=image_cron, tags=["synthgen"], concurrency_limit=1,
             parameters={"params_file": _check(image_params, [], "image"), "overrides": []},
             description="the image pipeline on a schedule"))
     return deployments

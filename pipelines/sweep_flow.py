@@ -81,6 +81,8 @@ def sweep_pipeline(params_file: str = "params.yaml", overrides: list[str] | None
         tracker.log_metrics({f"best_{k}": best[k] for k in sweep.METRICS if best.get(k) is not None})
         tracker.set_tags({"synthgen.sweep.best_point": best["point"],
                           "synthgen.sweep.best_run": best.get("mlflow_run_id") or ""})
+    for name, version, alias in sweep.select_aliases(best, params):  # points moved none
+        tracker.set_model_alias(name, version, alias)
     tracker.end("FINISHED" if any(r["status"] == "ok" for r in rows) else "FAILED")
     summary["parent_run_id"] = parent
     return summary

@@ -66,10 +66,11 @@ def validate(params: Params) -> dict[str, Any]:
 def tabular_pipeline(params_file: str = "params.yaml", overrides: list[str] | None = None) -> dict[str, Any]:
     """ingest -> train -> generate -> validate; returns the validation report."""
     params = load_params(params_file, overrides or [])
-    ingest(params)
-    train(params)
-    generate(params)
-    return validate(params)
+    with stages.locked(params, "synthgen-tabular flow"):  # one writer of output.dir for the whole flow
+        ingest(params)
+        train(params)
+        generate(params)
+        return validate(params)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,3 +32,7 @@ class ConditionError(SynthgenError):
 
 class TrackingError(SynthgenError):
     """The tracking server cannot be reached or refuses the run."""
+
+
+class BusyError(SynthgenError):
+    """Another synthgen process is writing the same output directory (names the holder)."""

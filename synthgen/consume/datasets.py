@@ -5,6 +5,8 @@ refusing data whose verdict failed and data whose bytes do not match the manifes
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
 import logging
 from dataclasses import dataclass
@@ -83,7 +85,7 @@ def _verdict(manifest: dict[str, Any]) -> dict[str, Any] | None:
     return manifest.get("generator_validation") if _is_augmented(manifest) else manifest.get("validation")
 
 
-def _load_table(data_path: Path, manifest: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
+def _load_table(data_path: Path | io.BytesIO, manifest: dict[str, Any]) -> tuple[pd.DataFrame, np.ndarray | None]:
     frame = pd.read_parquet(data_path)
     column = manifest.get("provenance_column")
     return frame, (frame[column].to_numpy() if _is_augmented(manifest) and column in frame else None)
@@ -159,9 +161,14 @@ def load_dataset(path: str | Path, allow_failed: bool = False) -> SyntheticDatas
     expected = manifest.get(hash_key)
     if expected is None:
         raise DataError(f"{manifest_path}: records no {hash_key}; cannot verify {data_path.name}")
-    actual = file_hash(data_path)
+    # a file is hashed and parsed from the same bytes; a folder is hashed again after reading:
+    # a publication swapped in meanwhile is never returned under this manifest
+    raw = data_path.read_bytes() if data_path.is_file() else None
+    actual = hashlib.sha256(raw).hexdigest() if raw is not None else file_hash(data_path)
     if actual != expected:
         raise DataError(f"{data_path}: sha256 {actual[:12]}... does not match the manifest's "
                         f"{hash_key} {expected[:12]}...; the data changed after it was written")
-    data, provenance = loader(data_path, manifest)
+    data, provenance = loader(io.BytesIO(raw) if raw is not None else data_path, manifest)
+    if raw is None and file_hash(data_path) != actual:
+        raise DataError(f"{data_path}: changed while it was read (a new publication?); load it again")
     return SyntheticDataset(data, manifest, datasheet, directory, provenance)

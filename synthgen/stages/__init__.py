@@ -20,6 +20,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +29,7 @@ from typing import Any
 from synthgen.config import TABLE_MAX, TABLE_MIN, Params
 from synthgen.config import load_params as read_params
 from synthgen.errors import ConfigError
+from synthgen.io import output_lock
 from synthgen.stages import augment_images, augment_tabular, images, tabular
 from synthgen.stages.common import ImageLayout
 from synthgen.synthesizers import check_model
@@ -74,9 +76,26 @@ def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def stage(name: str, params: Params) -> Callable[..., dict[str, Any]]:
-    """The implementation of stage ``name`` for ``params.data.kind`` (config checked first)."""
+    """The implementation of stage ``name`` for ``params.data.kind`` (config checked first),
+    run while this process holds the writer lock of ``output.dir`` (:func:`locked`)."""
     check(params)
-    return MODALITIES[params.data.kind][name]
+    implementation = MODALITIES[params.data.kind][name]
+
+    def run_locked(*args: Any) -> dict[str, Any]:
+        with locked(params, f"synthgen {name}"):
+            return implementation(*args)
+
+    return run_locked
+
+
+def locked(params: Params, command: str = "synthgen run") -> contextlib.AbstractContextManager[Path]:
+    """The writer lock of ``output.dir`` (:func:`synthgen.io.output_lock`): one process writes
+    a run directory at a time; re-entrant, so a flow holding it runs its stages under it.
+
+    Raises:
+        BusyError: another process is writing ``output.dir`` (exit 2, naming it).
+    """
+    return output_lock(params.out, command)
 
 
 def ingest(params: Params) -> dict[str, Any]:
@@ -131,7 +150,8 @@ def augment(params: Params) -> dict[str, Any]:
 def run(params: Params) -> dict[str, Any]:
     """All four pipeline stages in order; returns the validation report."""
     check(params)
-    ingest(params)
-    train(params)
-    generate(params)
-    return validate(params)
+    with locked(params):
+        ingest(params)
+        train(params)
+        generate(params)
+        return validate(params)

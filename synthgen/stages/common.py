@@ -280,10 +280,30 @@ def source_fields(params: Params) -> dict[str, Any]:
     }
 
 
-def load_generation(layout: Layout) -> dict[str, Any]:
+def load_generation(layout: Layout, data: Path) -> dict[str, Any]:
+    """The generate stage's record, checked against the files it names: the synthetic data
+    ``data`` and ``model/`` must hash as recorded, so data of an interrupted or later
+    generate (or a retrained model) is never judged or published under this record.
+
+    Raises:
+        ModelError: no record (run generate), or the files on disk differ from it.
+    """
     if not layout.generation.is_file():
         raise ModelError(f"{layout.generation}: not found; run the generate stage first")
-    return json.loads(layout.generation.read_text())
+    generation = json.loads(layout.generation.read_text())
+    for path, key in ((data, "synthetic_hash"), (layout.model, "model_hash")):
+        if not path.exists() or file_hash(path) != generation.get(key):
+            raise ModelError(f"{path}: does not match the {key} recorded in {layout.generation.name} "
+                             "(changed or interrupted since generate); rerun the generate stage")
+    return generation
+
+
+def begin_stage(*records: Path) -> None:
+    """Start a stage by removing the records that commit its outputs (written last, by
+    the stage itself): until the stage completes, the next one sees it as not run
+    instead of trusting a record of earlier outputs."""
+    for record in records:
+        record.unlink(missing_ok=True)
 
 
 # -- validate --------------------------------------------------------------------------------------
@@ -379,6 +399,7 @@ def publish(layout: Layout, data: Path) -> Path:
     """
     if not layout.public_report.is_file():
         raise DataError(f"{layout.public_report}: public report not found; run the validate stage")
+    expected = json.loads(layout.manifest.read_text()).get("synthetic_hash")
     with atomic_path(layout.published) as tmp:
         tmp.mkdir()
         if data.is_dir():
@@ -388,5 +409,7 @@ def publish(layout: Layout, data: Path) -> Path:
         for source in (layout.manifest, layout.datasheet):
             shutil.copy2(source, tmp / source.name)
         shutil.copy2(layout.public_report, tmp / layout.report.name)
+        if file_hash(tmp / data.name) != expected:  # the copy is what the manifest describes, or nothing moves
+            raise DataError(f"{data}: changed while it was published; rerun the generate and validate stages")
     log.info("published -> %s", layout.published)
     return layout.published

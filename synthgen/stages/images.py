@@ -52,7 +52,8 @@ from synthgen.io import write_json, write_text
 from synthgen.reports.datasheet import IMAGE_KEY_METRICS, render_image_datasheet
 from synthgen.data.images import sample_grid
 from synthgen.stages.common import (
-    ImageLayout, conclude, load_generation, model_meta, provenance, record_verdict, resume_tracker, train_and_track,
+    ImageLayout, begin_stage, conclude, load_generation, model_meta, provenance, record_verdict, resume_tracker,
+    train_and_track,
 )
 from synthgen.synthesizers import REGISTRY, load
 
@@ -87,6 +88,7 @@ def ingest(params: Params) -> dict[str, Any]:
     """Read ``data.path``, resize/convert, split; write the splits and ``schema.json``."""
     layout = ImageLayout(params.out)
     schema, train_split, holdout = ingest_images(params.data)
+    begin_stage(layout.schema)  # schema.json, written last, commits the splits
     save_images(layout.train_images, train_split)
     save_images(layout.holdout_images, holdout)
     schema.save(layout.schema)
@@ -133,6 +135,7 @@ def generate(params: Params) -> dict[str, Any]:
     rows = params.generate.rows or model.n_train_
     seed = params.generate.seed if params.generate.seed is not None else params.model.seed
     images, labels = model.sample(rows, conditions=params.generate.conditions or None, seed=seed)
+    begin_stage(layout.generation, layout.manifest)  # generation.json, written last, commits the images
     write_image_folder(layout.synthetic_dir, images, labels, model.classes_)
     sample_grid(images, labels, layout.synthetic_grid)
     tracker = resume_tracker(params, layout)
@@ -171,7 +174,9 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
     holdout = load_images(layout.holdout_images, "holdout split")
     audit = synthetic is not None
     folder = Path(synthetic) if audit else layout.synthetic_dir
-    generation = None if audit else load_generation(layout)
+    generation = None if audit else load_generation(layout, folder)  # the images generate recorded
+    if not audit:
+        begin_stage(layout.manifest)  # manifest.json, written with the verdict, commits this stage
     generated = read_image_folder(folder, schema.classes, schema.channels)
     labelled = schema.conditional
     scored = image_report(

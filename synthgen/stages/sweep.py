@@ -98,6 +98,8 @@ def expand_grid(params: Params, parent_run: str | None = None) -> list[GridPoint
         for key, value in values.items():
             _set(raw, key, value)
         raw["output"]["dir"] = str(root / point_id)
+        # a point registers its generator but moves no alias: only the selected point gets them (select_aliases)
+        raw["tracking"]["model_alias"] = raw["tracking"]["champion_alias"] = None
         if parent_run is not None:
             raw["tracking"]["parent_run"] = parent_run
         source = f"sweep.grid point {point_id} {values}"
@@ -127,9 +129,24 @@ def point_row(point: GridPoint, error: str | None = None) -> dict[str, Any]:
     row["passed"] = report.get("passed") if error is None else None
     row["train_seconds"] = generation.get("train_seconds")
     row["mlflow_run_id"] = generation.get("mlflow_run_id")
+    manifest_path = out / "manifest.json"
+    registered = (json.loads(manifest_path.read_text()).get("generator") or {}) if manifest_path.is_file() else {}
+    row["registered_version"] = registered.get("version") if error is None else None
     row["dir"] = str(out)
     row["error"] = error
     return row
+
+
+def select_aliases(best: dict[str, Any] | None, params: Params) -> list[tuple[str, str, str]]:
+    """The registry aliases the sweep moves: ``(registered_model, version, alias)`` for the
+    selected point only - ``tracking.model_alias`` always, ``tracking.champion_alias`` when
+    its verdict passed. Grid points register their generators without aliases
+    (:func:`expand_grid`), so no point but the selected one moves ``@champion``."""
+    name, version = params.tracking.registered_model, (best or {}).get("registered_version")
+    if not name or not version:
+        return []
+    aliases = [params.tracking.model_alias] + ([params.tracking.champion_alias] if best.get("passed") else [])
+    return [(name, str(version), alias) for alias in aliases if alias]
 
 
 def _value(row: dict[str, Any], name: str) -> float | None:

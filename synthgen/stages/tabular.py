@@ -20,7 +20,7 @@ from synthgen.errors import ConfigError, DataError
 from synthgen.io import write_json, write_parquet, write_text
 from synthgen.reports.datasheet import KEY_METRICS, render_datasheet
 from synthgen.stages.common import (
-    Layout, conclude, load_generation, model_meta, provenance, read_parquet, record_verdict, resume_tracker,
+    Layout, begin_stage, conclude, load_generation, model_meta, provenance, read_parquet, record_verdict, resume_tracker,
     train_and_track,
 )
 from synthgen.synthesizers import REGISTRY, load
@@ -35,6 +35,7 @@ def ingest(params: Params) -> dict[str, Any]:
 
     layout = Layout(params.out)
     schema, train, holdout = ingest_table(params.data)
+    begin_stage(layout.schema)  # schema.json, written last, commits the splits
     write_parquet(layout.train, train)
     write_parquet(layout.holdout, holdout)
     schema.save(layout.schema)
@@ -82,6 +83,7 @@ def generate(params: Params) -> dict[str, Any]:
         log.info("privacy filter: dropped %d of %d rows closer than %g to a training row",
                  dropped, rows, params.validate_.privacy_filter)
     with phases("write"):
+        begin_stage(layout.generation, layout.manifest)  # generation.json, written last, commits the data
         write_parquet(layout.synthetic, frame)
     tracker = resume_tracker(params, layout)
     generation = {
@@ -124,7 +126,8 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
         frame = conform(frame[schema.names], schema)
     else:
         frame = read_parquet(layout.synthetic, "synthetic data")
-        generation = load_generation(layout)
+        generation = load_generation(layout, layout.synthetic)  # the data is the one generate recorded
+        begin_stage(layout.manifest)  # manifest.json, written with the verdict, commits this stage
     extra: dict[str, float] = {}
     if not audit and generation.get("privacy", {}).get("epsilon_spent") is not None:
         extra["epsilon_spent"] = generation["privacy"]["epsilon_spent"]

@@ -109,9 +109,9 @@ class MlflowTracker(NullTracker):
             quiet_mlflow()
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
             os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "20")
-            from mlflow import MlflowClient
+            from synthgen.tracking.store import open_client
 
-            self._client = MlflowClient(tracking_uri=self.uri)
+            self._client = open_client(self.uri)  # a shared SQLite store: WAL, created under a file lock
         return self._client
 
     def _experiment_id(self) -> str:
@@ -119,7 +119,13 @@ class MlflowTracker(NullTracker):
             found = self.client.get_experiment_by_name(self.experiment)
             if found is not None:
                 return found.experiment_id
-            return self.client.create_experiment(self.experiment)
+            try:
+                return self.client.create_experiment(self.experiment)
+            except Exception:  # noqa: BLE001 - a run sharing the store may have created it meanwhile
+                found = self.client.get_experiment_by_name(self.experiment)
+                if found is None:
+                    raise
+                return found.experiment_id
         except Exception as exc:  # noqa: BLE001 - any failure here means "unreachable"
             raise TrackingError(
                 f"tracking.uri {self.uri!r}: cannot reach the MLflow store "

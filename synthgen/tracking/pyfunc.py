@@ -227,7 +227,10 @@ def register_generator(client: Any, name: str, model_id: str, run_id: str, alias
     try:
         client.get_registered_model(name)
     except MlflowException:
-        client.create_registered_model(name, description="synthgen generator (pyfunc): rows, seed, conditions in; synthetic rows out")
+        try:
+            client.create_registered_model(name, description="synthgen generator (pyfunc): rows, seed, conditions in; synthetic rows out")
+        except MlflowException:  # a run sharing the store created it meanwhile
+            client.get_registered_model(name)
     # the source is the logged model's storage location: a "models:/<id>" source makes the sqlite
     # registry look the model up through the *global* tracking URI (MLflow 3.17), not this client's;
     # that store then keeps no model id on the version, so a tag records it

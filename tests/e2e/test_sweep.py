@@ -96,7 +96,7 @@ def test_real_sweep_on_a_local_dask_cluster(tmp_path, mlflow_uri, monkeypatch):
 
     monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect-home"))
     params = write_params(tmp_path / "params.yaml", tiny_params(
-        tmp_path, mlflow_uri, generate={"rows": 80},
+        tmp_path, mlflow_uri, generate={"rows": 80}, tracking={"registered_model": "sweep-generator"},
         sweep={"grid": {"model.epochs": [1, 3]}, "workers": 2, "processes": False,
                "select": {"maximize": "quality_score", "subject_to": {"mia_auc": "<= 0.9"}}}))
     with prefect_test_harness(server_startup_timeout=180):
@@ -124,3 +124,15 @@ def test_real_sweep_on_a_local_dask_cluster(tmp_path, mlflow_uri, monkeypatch):
         assert math.isclose(by_point[row["point"]].data.metrics["quality_score"], row["quality_score"])
     artifacts = {a.path for a in client.list_artifacts(parents[0].info.run_id, "sweep")}
     assert {"sweep/sweep.csv", "sweep/sweep.md", "sweep/frontier.png", "sweep/sweep.json"} <= artifacts
+
+    # registry aliases move only to the selected point (issue 16): both points registered a version
+    name = "sweep-generator"
+    versions = {v.run_id: v for v in client.search_model_versions(f"name = '{name}'")}
+    assert set(table["mlflow_run_id"]) <= set(versions)
+    selected = summary["selected"]
+    for _, row in table.iterrows():
+        aliases = set(client.get_model_version(name, versions[row["mlflow_run_id"]].version).aliases)
+        if selected is not None and row["point"] == selected["point"]:
+            assert aliases == ({"candidate", "champion"} if selected["passed"] else {"candidate"})
+        else:
+            assert aliases == set(), (row["point"], aliases)
