@@ -316,7 +316,7 @@ class TrackingConfig(_Section):
 
     uri: str | None = "sqlite:///mlflow.db"  # null disables tracking
     experiment: str = "synthgen"
-    registered_model: str | None = None  # registry name of the pyfunc generator; null (or uri null): not logged as a model
+    registered_model: str | None = None  # registry name of the generator; auto: from data.path; null: not registered
     model_alias: str | None = "candidate"  # alias the validate stage sets on each new version (registered with its verdict)
     champion_alias: str | None = "champion"  # alias validate moves to a version whose verdict passed; null: never
     parent_run: str | None = None  # MLflow run id this pipeline's run nests under (set by sweeps); null: top level

@@ -28,6 +28,7 @@ from synthgen.data.sources import source_hash
 from synthgen.errors import DataError, ModelError
 from synthgen.io import atomic_path, file_hash, run_params_hash, write_json, write_text
 from synthgen.reports.figures import plot_losses
+from synthgen.stages.lineage import datasets, registry_name
 from synthgen.synthesizers.base import META_FILE, Synthesizer
 from synthgen.tracking import NullTracker, make_tracker
 from synthgen.training.callbacks import Callback, History, ProgressLog
@@ -240,9 +241,8 @@ def train_and_track(
         tracker.log_artifact(layout.model)
     if tracker.incomplete:
         write_json(layout.tracking, {"uri": params.tracking.uri, "run_id": run_id, "tracking": "incomplete"})
-    if params.tracking.registered_model and params.tracking.uri is None:
-        log.info("train: tracking.uri is null, so the generator is not registered as %r",
-                 params.tracking.registered_model)
+    if registry_name(params) and params.tracking.uri is None:
+        log.info("train: tracking.uri is null, so the generator is not registered as %r", registry_name(params))
     log.info("train: %s fitted in %.1fs", synthesizer.name, synthesizer.train_seconds_)
     return summary, tracker
 
@@ -261,6 +261,7 @@ def provenance(params: Params, layout: Layout, model: Synthesizer, synthetic: Pa
         "seed": seed,
         "conditions": params.generate.conditions,
         **source_fields(params),
+        "splits": split_records(layout),
         "synthetic_hash": file_hash(synthetic),
         "mlflow_run_id": tracker.run_id,
         "tracking_uri": params.tracking.uri,
@@ -269,6 +270,21 @@ def provenance(params: Params, layout: Layout, model: Synthesizer, synthetic: Pa
         "synthgen_version": __version__,
         "python": platform.python_version(),
     }
+
+
+def split_records(layout: Layout) -> dict[str, dict[str, Any]]:
+    """The train and holdout splits the run used: ``{"train": {"path", "sha256", "rows"}, "holdout": ...}``."""
+    import pyarrow.parquet as pq
+
+    images = isinstance(layout, ImageLayout)
+    schema = json.loads(layout.schema.read_text()) if images and layout.schema.is_file() else {}
+    found = {}
+    for key, path in zip(("train", "holdout"), (layout.train_images, layout.holdout_images) if images
+                         else (layout.train, layout.holdout)):
+        if path.is_file():
+            rows = schema.get(f"n_{key}") if images else pq.ParquetFile(path).metadata.num_rows
+            found[key] = {"path": str(path), "sha256": file_hash(path), "rows": rows}
+    return found
 
 
 def source_fields(params: Params) -> dict[str, Any]:
@@ -350,7 +366,7 @@ def register_with_verdict(params: Params, layout: Layout, tracker: NullTracker,
     """
     from synthgen.tracking.gate import verdict_record
 
-    name = params.tracking.registered_model
+    name = registry_name(params)
     if not name or params.tracking.uri is None or tracker.run_id is None:
         if name:
             log.info("validate: no MLflow run to log into, so the generator is not registered as %r", name)
@@ -379,6 +395,7 @@ def conclude(params: Params, layout: Layout, tracker: NullTracker, report: dict[
                                    "failed_checks": (manifest.get("validation") or {}).get("failed_checks")}))
     for path in synthetic:
         tracker.log_artifact(path, "synthetic")
+    tracker.log_datasets(datasets(params, manifest, layout.schema, data))  # lineage: source, splits, output
     registered = manifest.get("generator") or {}
     if report["passed"] and registered.get("version") and params.tracking.champion_alias:
         tracker.set_model_alias(registered["registered_model"], registered["version"], params.tracking.champion_alias)

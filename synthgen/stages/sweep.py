@@ -30,6 +30,7 @@ from typing import Any
 from synthgen.config import Params, SelectRule, parse_constraint, parse_params
 from synthgen.errors import ConfigError
 from synthgen.io import atomic_path, write_json, write_text
+from synthgen.stages.lineage import registry_name
 from synthgen.stages import check
 
 log = logging.getLogger(__name__)
@@ -142,7 +143,7 @@ def select_aliases(best: dict[str, Any] | None, params: Params) -> list[tuple[st
     selected point only - ``tracking.model_alias`` always, ``tracking.champion_alias`` when
     its verdict passed. Grid points register their generators without aliases
     (:func:`expand_grid`), so no point but the selected one moves ``@champion``."""
-    name, version = params.tracking.registered_model, (best or {}).get("registered_version")
+    name, version = registry_name(params), (best or {}).get("registered_version")
     if not name or not version:
         return []
     aliases = [params.tracking.model_alias] + ([params.tracking.champion_alias] if best.get("passed") else [])

@@ -79,6 +79,8 @@ class NullTracker:
 
     def set_model_alias(self, name: str, version: str, alias: str) -> None: ...
 
+    def log_datasets(self, datasets: list[dict[str, Any]]) -> None: ...
+
     def tag_run(self, run_id: str, tags: dict[str, str]) -> None: ...
 
     def child_runs(self, parent_id: str | None = None) -> list[dict[str, Any]]:
@@ -306,6 +308,29 @@ class MlflowTracker(NullTracker):
             log.info("registered %s version %s%s%s", registered_model, version, f" as @{alias}" if alias else "",
                      f" ({tags[VERDICT_TAG]})" if tags else "")
         return info
+
+    def log_datasets(self, datasets: list[dict[str, Any]]) -> None:
+        """Log datasets as this run's inputs (the run's Datasets panel, MLflow's lineage view).
+
+        Args:
+            datasets: ``{"name", "digest", "source", "schema", "rows", "context"}`` each:
+                ``digest`` a sha256 (MLflow keeps at most 36 characters, so its first 36
+                hex digits go in the digest field and the whole hash in the source),
+                ``source`` a path, ``schema`` a JSON-able description (names and kinds, no
+                values), ``rows`` the row (image) count - the profile holds nothing else -
+                and ``context`` the input tag (``source``, ``training``, ``evaluation``,
+                ``output``: MLflow has no dataset outputs, so the synthetic set is an input
+                tagged ``output``).
+        """
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        inputs = [DatasetInput(
+            Dataset(name=d["name"], digest=d["digest"][:36], source_type="local",
+                    source=json.dumps({"uri": str(d["source"]), "sha256": d["digest"]}),
+                    schema=json.dumps(d["schema"]), profile=json.dumps({"num_rows": int(d["rows"])})),
+            tags=[InputTag("mlflow.data.context", d["context"])]) for d in datasets]
+        run_id = self.run_id
+        self._send("logging the datasets", lambda: self.client.log_inputs(run_id, datasets=inputs))
 
     def set_model_alias(self, name: str, version: str, alias: str) -> None:
         """Point ``models:/NAME@ALIAS`` at ``version`` (moved from any earlier version)."""
