@@ -135,7 +135,7 @@ def generate(params: Params) -> dict[str, Any]:
     rows = params.generate.rows or model.n_train_
     seed = params.generate.seed if params.generate.seed is not None else params.model.seed
     images, labels = model.sample(rows, conditions=params.generate.conditions or None, seed=seed)
-    begin_stage(layout.generation, layout.manifest)  # generation.json, written last, commits the images
+    begin_stage(layout.generation)  # generation.json, written last, commits the images
     write_image_folder(layout.synthetic_dir, images, labels, model.classes_)
     sample_grid(images, labels, layout.synthetic_grid)
     tracker = resume_tracker(params, layout)

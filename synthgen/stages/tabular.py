@@ -83,7 +83,7 @@ def generate(params: Params) -> dict[str, Any]:
         log.info("privacy filter: dropped %d of %d rows closer than %g to a training row",
                  dropped, rows, params.validate_.privacy_filter)
     with phases("write"):
-        begin_stage(layout.generation, layout.manifest)  # generation.json, written last, commits the data
+        begin_stage(layout.generation)  # generation.json, written last, commits the data
         write_parquet(layout.synthetic, frame)
     tracker = resume_tracker(params, layout)
     generation = {
