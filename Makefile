@@ -51,6 +51,7 @@ test-team: install  ## the slow end-to-end tests: MLflow server, DVC remote and 
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_image_pipeline.py  # each in its own process: after the
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_sweep.py           # Prefect-server tests, both hung in-process
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_verdict_gate.py tests/e2e/test_published_is_synthetic.py tests/e2e/test_planted_pii.py
+	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_work_pool.py  # prefect.yaml on a process work pool, a worker
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_kill_recovery.py  # kill -9 x 30 + rerun, two writers, one SQLite store
 
 serve: install  ## prefect server on 127.0.0.1:4200 + scheduled deployments of the tabular and image flows
