@@ -16,6 +16,10 @@ Example::
     params = load_params("params.yaml")
     stages.check(params)
     report = stages.run(params)  # ingest, train, generate, validate
+
+Under ``torchrun`` (``WORLD_SIZE > 1``) only the train stage runs, in every process
+(:func:`check_distributed`): rank 0 holds the lock and writes, the other ranks train
+beside it without locking or writing (:mod:`synthgen.training.distributed`).
 """
 
 from __future__ import annotations
@@ -32,7 +36,9 @@ from synthgen.errors import ConfigError
 from synthgen.io import output_lock
 from synthgen.stages import augment_images, augment_tabular, images, tabular
 from synthgen.stages.common import ImageLayout
-from synthgen.synthesizers import check_model
+from synthgen.synthesizers import REGISTRY, check_model
+from synthgen.training.device import resolve_device
+from synthgen.training.distributed import env_rank, env_world_size, launched, session
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +73,30 @@ def check(params: Params, source: str = "params") -> None:
         )
 
 
+def check_distributed(command: str, params: Params) -> None:
+    """Under torchrun (``WORLD_SIZE > 1``): only ``train``, of a family that trains through
+    the shared loop, without differential privacy. A no-op in one process.
+
+    Raises:
+        ConfigError: another command, ``ctgan`` (an external package with its own
+            loop), or ``privacy.epsilon`` set (the accountant counts one process's steps).
+    """
+    if not launched():
+        return
+    world = env_world_size()
+    if command != "train":
+        raise ConfigError(f"synthgen {command} runs in one process, not under torchrun (WORLD_SIZE={world}): "
+                          "only `synthgen train` is distributed; run ingest before it and generate, "
+                          "validate after it without torchrun")
+    if not getattr(REGISTRY[params.model.name], "supports_distributed", False):
+        raise ConfigError(f"model.name: {params.model.name} does not train under torchrun (WORLD_SIZE={world}); "
+                          "use tabular_gan (or image_cgan for images), or train in one process")
+    if params.privacy.epsilon is not None:
+        raise ConfigError(f"privacy.epsilon with WORLD_SIZE={world}: the privacy accountant counts the noisy "
+                          "steps of one process, so a multi-process run would spend more than it reports; "
+                          "train with differential privacy in one process (no torchrun)")
+
+
 def load_params(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> Params:
     """Read, validate and :func:`check` a params file: every config error surfaces here,
     before any work starts (errors name the file and key)."""
@@ -79,10 +109,11 @@ def stage(name: str, params: Params) -> Callable[..., dict[str, Any]]:
     """The implementation of stage ``name`` for ``params.data.kind`` (config checked first),
     run while this process holds the writer lock of ``output.dir`` (:func:`locked`)."""
     check(params)
+    check_distributed(name, params)
     implementation = MODALITIES[params.data.kind][name]
 
     def run_locked(*args: Any) -> dict[str, Any]:
-        with locked(params, f"synthgen {name}"):
+        with locked(params, f"synthgen {name}"), session(resolve_device(params.model.device)):
             return implementation(*args)
 
     return run_locked
@@ -91,10 +122,13 @@ def stage(name: str, params: Params) -> Callable[..., dict[str, Any]]:
 def locked(params: Params, command: str = "synthgen run") -> contextlib.AbstractContextManager[Path]:
     """The writer lock of ``output.dir`` (:func:`synthgen.io.output_lock`): one process writes
     a run directory at a time; re-entrant, so a flow holding it runs its stages under it.
+    Under torchrun only rank 0 takes it (the other ranks write nothing): elsewhere a no-op.
 
     Raises:
         BusyError: another process is writing ``output.dir`` (exit 2, naming it).
     """
+    if launched() and env_rank() != 0:
+        return contextlib.nullcontext(Path(params.out))
     return output_lock(params.out, command)
 
 
@@ -150,6 +184,7 @@ def augment(params: Params) -> dict[str, Any]:
 def run(params: Params) -> dict[str, Any]:
     """All four pipeline stages in order; returns the validation report."""
     check(params)
+    check_distributed("run", params)
     with locked(params):
         ingest(params)
         train(params)

@@ -32,6 +32,7 @@ from synthgen.stages.lineage import datasets, registry_name
 from synthgen.synthesizers.base import META_FILE, Synthesizer
 from synthgen.tracking import NullTracker, make_tracker
 from synthgen.training.callbacks import Callback, History, ProgressLog
+from synthgen.training.distributed import current as process_group
 from synthgen.version import __version__
 
 log = logging.getLogger(__name__)
@@ -195,12 +196,16 @@ def train_and_track(
     Once the run has started, an outage of the MLflow store is never fatal: calls are
     retried (:meth:`~synthgen.tracking.MlflowTracker.tolerant`), and a run that stays
     incomplete is tagged ``synthgen.tracking=incomplete`` and recorded so in
-    ``tracking.json`` (``"tracking": "incomplete"``).
+    ``tracking.json`` (``"tracking": "incomplete"``). Under torchrun the ranks other than 0
+    only train (no tracker, no callbacks, no file) and get a :class:`NullTracker`.
 
     Returns:
         The summary (train seconds, epochs run, family facts) and the tracker (still open,
         for the modality's own artifacts).
     """
+    if not process_group().is_main:  # torchrun: gradients are averaged with rank 0, which writes
+        synthesizer.fit(data)
+        return {"train_seconds": synthesizer.train_seconds_, **synthesizer.extra_meta()}, NullTracker()
     tracker = make_tracker(params.tracking.uri, params.tracking.experiment)
     if params.tracking.uri is not None:
         tracker.check()  # fail before training, not after

@@ -56,6 +56,7 @@ from synthgen.stages.common import (
     train_and_track,
 )
 from synthgen.synthesizers import REGISTRY, load
+from synthgen.training.distributed import current as process_group
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,8 @@ def train(params: Params) -> dict[str, Any]:
         return [grids, ada]
 
     summary, tracker = train_and_track(params, layout, synthesizer, train_split, callbacks)
+    if not process_group().is_main:  # torchrun: rank 0 writes
+        return summary
     if ada.rows:
         write_text(layout.root / "ada.csv", pd.DataFrame(ada.rows).to_csv(index=False))
         tracker.log_artifact(layout.root / "ada.csv")

@@ -39,6 +39,12 @@ history; numpy values are converted to Python ones on save), and is read with
 ``torch.load(weights_only=True)``: a checkpoint holding any other object - a planted
 pickle payload - is skipped with a warning naming the file, never executed, and training
 resumes from the previous good checkpoint or from scratch.
+
+Under ``torchrun`` (a :class:`~synthgen.training.distributed.Group` of several processes,
+see :mod:`synthgen.training.distributed`) every rank runs this loop: both networks start
+from rank 0's state, each gradient is averaged over the ranks between ``backward()`` and
+``step()``, the epoch logs are the ranks' mean, and only rank 0 writes checkpoints (with
+every rank's random-generator states) and reads the one to resume from.
 """
 
 from __future__ import annotations
@@ -57,6 +63,7 @@ import torch
 from torch import nn
 
 from synthgen.training.callbacks import CallbackList
+from synthgen.training.distributed import Group, current
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +119,8 @@ class GANLoop:
         keep: checkpoints of this fingerprint kept on disk. Default 2.
         extra_modules: further modules whose ``state_dict`` is checkpointed and restored
             on resume (buffers included). Default none.
+        group: the processes training together; default ``None``: the running process
+            group, if any (:func:`~synthgen.training.distributed.current`).
     """
 
     def __init__(
@@ -133,6 +142,7 @@ class GANLoop:
         fingerprint: str = "",
         keep: int = 2,
         extra_modules: dict[str, nn.Module] | None = None,
+        group: Group | None = None,
     ):
         self.loss = loss
         self.generator, self.critic = generator, critic
@@ -147,6 +157,7 @@ class GANLoop:
         self.fingerprint = fingerprint
         self.keep = keep
         self.extra_modules = extra_modules or {}
+        self.group = group if group is not None else current()
         self._after_step = getattr(loss, "after_step", None)
         self.tag = hashlib.sha256(fingerprint.encode()).hexdigest()[:12]
         self._last_save = time.perf_counter()
@@ -154,6 +165,7 @@ class GANLoop:
     # -- the loop -------------------------------------------------------------------------
     def run(self) -> LoopResult:
         result = LoopResult()
+        self.group.broadcast_modules([self.generator, self.critic, *self.extra_modules.values()])
         start = self._resume(result) if self.checkpointing else 0
         result.resumed_from = start
         result.epochs_run = start
@@ -173,7 +185,7 @@ class GANLoop:
                 self._add(sums, self._generator_update(step))
                 if self._after_step is not None:
                     self._after_step(step)
-            logs = {k: float(v) / self.steps_per_epoch for k, v in sums.items()}
+            logs = {k: float(v) / self.steps_per_epoch for k, v in self.group.mean_logs(sums).items()}
             logs["epoch_seconds"] = time.perf_counter() - tick
             if self.privacy is not None:
                 logs["epsilon"] = self.privacy.epsilon_spent
@@ -196,6 +208,7 @@ class GANLoop:
                 self.privacy.backward(loss)
             else:
                 loss.mean().backward()
+            self.group.average_gradients(self.critic)
             self.opt_d.step()
         return logs
 
@@ -206,6 +219,7 @@ class GANLoop:
         self.opt_g.zero_grad(set_to_none=True)
         loss, logs = self.loss.generator_loss(step)
         loss.backward()
+        self.group.average_gradients(self.generator)
         self.opt_g.step()
         self.critic.requires_grad_(True)
         if self.privacy is not None:
@@ -229,15 +243,21 @@ class GANLoop:
             return False
         if epoch + 1 == self.epochs or (self.checkpoint_every and (epoch + 1) % self.checkpoint_every == 0):
             return True
-        return bool(self.checkpoint_seconds) and time.perf_counter() - self._last_save >= self.checkpoint_seconds
+        if not self.checkpoint_seconds:
+            return False  # the ranks' clocks differ: rank 0 decides
+        return self.group.agree(time.perf_counter() - self._last_save >= self.checkpoint_seconds)
 
-    def state_dict(self, result: LoopResult) -> dict[str, Any]:
-        rng_states: dict[str, Any] = {}
+    def rng_states(self) -> dict[str, Any]:
+        """This rank's random generators' states (``(kind, state)`` by name), checkpoint-ready."""
+        states: dict[str, Any] = {}
         for name, gen in self.rngs.items():
             if isinstance(gen, torch.Generator):
-                rng_states[name] = ("torch", gen.get_state())
+                states[name] = ("torch", gen.get_state())
             else:
-                rng_states[name] = ("numpy", gen.bit_generator.state)
+                states[name] = ("numpy", gen.bit_generator.state)
+        return _plain(states)
+
+    def state_dict(self, result: LoopResult) -> dict[str, Any]:
         return {
             "fingerprint": self.fingerprint,
             "epoch": result.epochs_run,
@@ -247,25 +267,32 @@ class GANLoop:
             "critic": self.critic.state_dict(),
             "opt_g": self.opt_g.state_dict(),
             "opt_d": self.opt_d.state_dict(),
-            "rngs": _plain(rng_states),
+            "rngs": self.rng_states(),
             "privacy": _plain(self.privacy.state_dict()) if self.privacy is not None else None,
             "extra": {name: m.state_dict() for name, m in self.extra_modules.items()},
         }
 
-    def save_checkpoint(self, result: LoopResult) -> Path:
+    def save_checkpoint(self, result: LoopResult) -> Path | None:
         """Write ``checkpoint-<tag>-<epoch>.pt`` atomically (fsync'd, then renamed); prune
-        this fingerprint's older ones, keeping ``keep`` up to this one.
+        this fingerprint's older ones, keeping ``keep`` up to this one. Every rank calls it;
+        rank 0 writes, with every rank's generator states (``rank_rngs``) when there are several.
 
         Returns:
-            The checkpoint's path.
+            The checkpoint's path (``None`` on the ranks that do not write).
         """
         assert self.checkpoint_dir is not None
+        ranks = self.group.gather(self.rng_states()) if self.group.active else None
+        if not self.group.is_main:
+            return None
         self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
         epoch = result.epochs_run
         path = self.checkpoint_dir / f"checkpoint-{self.tag}-{epoch:06d}.pt"
         tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+        state = self.state_dict(result)
+        if ranks is not None:
+            state["rank_rngs"] = ranks
         with open(tmp, "wb") as handle:
-            torch.save(self.state_dict(result), handle)
+            torch.save(state, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -299,7 +326,9 @@ class GANLoop:
                      others, f" and {later} past epoch {self.epochs}" if later else "")
         return [p for e, tag, p in reversed(found) if tag in (None, self.tag) and e <= self.epochs]
 
-    def _resume(self, result: LoopResult) -> int:
+    def _newest_state(self) -> tuple[Path, dict[str, Any]] | None:
+        """The newest checkpoint this run can resume from, read safely, with its path; ``None``
+        when there is none (on rank 0 only under torchrun: it is sent to the other ranks)."""
         for path in self._candidates():
             try:  # weights_only: tensors and plain values; any other object is refused, not built
                 state = torch.load(path, map_location="cpu", weights_only=True)
@@ -314,25 +343,37 @@ class GANLoop:
             if state.get("fingerprint") != self.fingerprint:
                 log.info("checkpoint %s is from other data or settings; not used", path)
                 continue
-            self.generator.load_state_dict(state["generator"])
-            self.critic.load_state_dict(state["critic"])
-            self.opt_g.load_state_dict(state["opt_g"])
-            self.opt_d.load_state_dict(state["opt_d"])
-            for name, (kind, st) in state["rngs"].items():  # torch: a uint8 tensor; numpy: a dict
-                gen = self.rngs[name]
-                if kind == "torch":
-                    gen.set_state(st)
-                else:
-                    gen.bit_generator.state = st
-            if self.privacy is not None and state["privacy"] is not None:
-                self.privacy.load_state_dict(state["privacy"])
-            for name, module in self.extra_modules.items():
-                module.load_state_dict(state.get("extra", {})[name])
-            result.history = list(state["history"])
-            result.stopped_early = bool(state.get("stopped_early", False))
-            log.info("resumed from %s (epoch %d)", path, state["epoch"])
-            return self.epochs if result.stopped_early else int(state["epoch"])
-        return 0
+            if self.group.active and len(state.get("rank_rngs") or ()) != self.group.world_size:
+                log.info("checkpoint %s holds no generator states for %d ranks; not used", path,
+                         self.group.world_size)
+                continue
+            return path, state
+        return None
+
+    def _resume(self, result: LoopResult) -> int:
+        found = self.group.from_main(self._newest_state)
+        if found is None:
+            return 0
+        path, state = found
+        self.generator.load_state_dict(state["generator"])
+        self.critic.load_state_dict(state["critic"])
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        rngs = state["rank_rngs"][self.group.rank] if self.group.active else state["rngs"]
+        for name, (kind, st) in rngs.items():  # torch: a uint8 tensor; numpy: a dict
+            gen = self.rngs[name]
+            if kind == "torch":
+                gen.set_state(st)
+            else:
+                gen.bit_generator.state = st
+        if self.privacy is not None and state["privacy"] is not None:
+            self.privacy.load_state_dict(state["privacy"])
+        for name, module in self.extra_modules.items():
+            module.load_state_dict(state.get("extra", {})[name])
+        result.history = list(state["history"])
+        result.stopped_early = bool(state.get("stopped_early", False))
+        log.info("resumed from %s (epoch %d)", path, state["epoch"])
+        return self.epochs if result.stopped_early else int(state["epoch"])
 
 
 def _fsync_dir(directory: Path) -> None:

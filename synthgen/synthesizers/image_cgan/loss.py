@@ -9,6 +9,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from synthgen.training.distributed import current as process_group
 
 
 # -- the loss object of GANLoop ------------------------------------------------------------------------
@@ -24,6 +25,7 @@ class ImageGANLoss:
         self.reals, self.labels, self.class_probs, self.batch = reals, labels, class_probs, batch
         self.cfg = synth.config
         self.amp = synth.device_.type == "cuda"
+        self.group = process_group()  # under torchrun: ADA's r_t is measured over every rank
 
     def _autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp) if self.amp else _nullcontext()
@@ -69,7 +71,8 @@ class ImageGANLoss:
     def after_step(self, step: int) -> None:
         s = self.s
         if (step + 1) % self.cfg.ada_interval == 0 and s.augment_.mode == "ada":
-            s.augment_.adjust(self.batch * s.options.critic_steps)
+            self.group.sum_(s.augment_.rt_sum, s.augment_.rt_count)
+            s.augment_.adjust(self.batch * self.group.world_size * s.options.critic_steps)
             s.ada_trace_.append((step + 1, s.augment_.p.clone(), s.augment_.rt.clone()))  # read per epoch
         decay = min(self.cfg.ema, (1 + step) / (10 + step)) if self.cfg.ema > 0 else 0.0
         for p_ema, p in zip(s.ema_.parameters(), s.generator_.parameters()):

@@ -28,6 +28,7 @@ from synthgen.synthesizers.persistence import load_tensors, save_tensors
 from synthgen.training.callbacks import CallbackList
 from synthgen.training.device import adam, resolve_device
 from synthgen.training.disc_augment import POLICIES, DiscriminatorAugment
+from synthgen.training.distributed import current as process_group
 from synthgen.training.loop import GANLoop, LoopResult
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,7 @@ class ImageCGANSynthesizer(Synthesizer):
     family_defaults: ClassVar[dict[str, Any]] = FAMILY_DEFAULTS
     fitted_attribute: ClassVar[str] = "ema_"
     sample_unit: ClassVar[str] = "images"
+    supports_distributed: ClassVar[bool] = True  # under torchrun (see synthgen.training.distributed)
 
     def __init__(self, config: ModelConfig | None = None, checkpoint_dir: str | Path | None = None):
         self._epochs_explicit = "epochs" in self.own_config(config, with_defaults=False).model_fields_set
@@ -115,12 +117,18 @@ class ImageCGANSynthesizer(Synthesizer):
         if self._epochs_explicit:
             return
         batch = min(self.config.batch_size, n_images)
-        steps = max(1, n_images // batch)
+        steps = self._steps_per_epoch(n_images, batch)
         epochs = max(1, math.ceil(STEP_BUDGET / steps))
         self.config = self.config.model_copy(update={"epochs": epochs})
         log.info("image_cgan: %d epochs of %d steps of %d images (model.epochs unset)", epochs, steps, batch)
 
     # -- fit --------------------------------------------------------------------------------------------
+    @staticmethod
+    def _steps_per_epoch(n: int, batch: int) -> int:
+        """Steps of one pass over ``n`` images; under torchrun each step draws ``batch``
+        images on every rank, so an epoch has ``1 / world size`` as many (at least 1)."""
+        return max(1, n // (batch * process_group().world_size))
+
     def _build(self, size: int, channels: int, n_classes: int, device: torch.device) -> None:
         cfg = self.config
         init = torch.Generator().manual_seed(cfg.seed + 1)
@@ -158,7 +166,7 @@ class ImageCGANSynthesizer(Synthesizer):
         self.device_ = device
         n_classes = len(self.classes_)
         batch = min(cfg.batch_size, n)
-        self.gen_ = torch.Generator(device=device).manual_seed(cfg.seed)
+        self.gen_ = torch.Generator(device=device).manual_seed(process_group().seed(cfg.seed))  # per rank
         init = torch.Generator().manual_seed(cfg.seed + 1)
         self._build(h, c, n_classes, device)
         self.critic_ = ProjectionDiscriminator(cfg.discriminator_dim[0], h, c, n_classes, init,
@@ -182,7 +190,7 @@ class ImageCGANSynthesizer(Synthesizer):
         every, seconds = checkpoint_interval(cfg.checkpoint_every)
         loop = GANLoop(
             loss, self.generator_, self.critic_, opt_g, opt_d, epochs=cfg.epochs,
-            steps_per_epoch=max(1, n // batch), critic_steps=opts.critic_steps, callbacks=callbacks,
+            steps_per_epoch=self._steps_per_epoch(n, batch), critic_steps=opts.critic_steps, callbacks=callbacks,
             checkpoint_dir=self.checkpoint_dir, checkpoint_every=every, checkpoint_seconds=seconds,
             rngs={"torch": self.gen_}, fingerprint=self._fingerprint(images, data.labels, batch, device),
             extra_modules={"ema": self.ema_, "augment": self.augment_},
@@ -201,8 +209,11 @@ class ImageCGANSynthesizer(Synthesizer):
         ``epochs`` (a longer run continues a shorter one), ``checkpoint_every`` or ``sample_every``."""
         h = hashlib.sha256()
         cfg = self.config.model_dump(exclude={"epochs", "checkpoint_every", "sample_every", "device"})
-        h.update(json.dumps([cfg, device.type, asdict(self.options), batch, self.classes_], sort_keys=True,
-                            default=str).encode())
+        parts: list[Any] = [cfg, device.type, asdict(self.options), batch, self.classes_]
+        world = process_group().world_size
+        if world > 1:  # each rank's draws depend on the world size
+            parts.append({"world_size": world})
+        h.update(json.dumps(parts, sort_keys=True, default=str).encode())
         h.update(np.ascontiguousarray(images).tobytes())
         h.update(np.ascontiguousarray(labels).tobytes())
         return h.hexdigest()

@@ -27,6 +27,7 @@ from synthgen.synthesizers.tabular_gan.networks import Critic, Generator, WideCr
 from synthgen.synthesizers.tabular_gan.sampling import CondSampler, SpanOps
 from synthgen.training.callbacks import CallbackList
 from synthgen.training.device import adam, resolve_device
+from synthgen.training.distributed import current as process_group
 from synthgen.training.loop import GANLoop, LoopResult
 from synthgen.transformers.mode_normalizer import ModeNormalizer
 from synthgen.transformers.prepare import MISSING_SUFFIX, TablePreparer
@@ -72,6 +73,7 @@ class TabularGANSynthesizer(TabularSynthesizer):
     joint_missing = True
     point_states = False  # point masses are modes of the normalizer (see ModeNormalizer)
     supports_privacy = True
+    supports_distributed = True  # under torchrun (see synthgen.training.distributed)
 
     def __init__(self, schema, config=None, privacy=None, max_categories: int = 500,
                  checkpoint_dir: str | Path | None = None):
@@ -97,7 +99,9 @@ class TabularGANSynthesizer(TabularSynthesizer):
         return batch, pac
 
     def _steps_per_epoch(self, n: int, batch: int) -> int:
-        return max(self.options.min_steps_per_epoch, n // batch)
+        """Steps of one pass over ``n`` rows; under torchrun each step draws ``batch`` rows on
+        every rank, so an epoch has ``1 / world size`` as many."""
+        return max(self.options.min_steps_per_epoch, n // (batch * process_group().world_size))
 
     def _resolve_config(self, n_rows: int) -> None:
         """``model.epochs`` unset: :data:`STEP_BUDGET` steps' worth, at least :data:`MIN_EPOCHS`."""
@@ -121,7 +125,7 @@ class TabularGANSynthesizer(TabularSynthesizer):
             log.info("tabular_gan: pac=1 under differential privacy (per-row clipping)")
         tick = time.perf_counter()
         seed = cfg.seed
-        self.gen_ = torch.Generator(device=device).manual_seed(seed)
+        self.gen_ = torch.Generator(device=device).manual_seed(process_group().seed(seed))  # per rank
         init_gen = torch.Generator().manual_seed(seed + 1)
         np_rng = np.random.default_rng(seed)
         # under DP the preparer fitted nothing on the values (public midpoints, levels, flags)
@@ -239,6 +243,9 @@ class TabularGANSynthesizer(TabularSynthesizer):
         private = self.privacy.epsilon is not None
         exclude = {"checkpoint_every", "device"} | (set() if private else {"epochs"})
         parts: list[Any] = [self.config.model_dump(exclude=exclude), device.type, asdict(self.options), batch, pac]
+        world = process_group().world_size
+        if world > 1:  # each rank's draws depend on the world size
+            parts.append({"world_size": world})
         if private:
             parts += [self.privacy.model_dump(), "dp: secret noise, released counts in the checkpoint"]
         h.update(json.dumps(parts, sort_keys=True, default=str).encode())
