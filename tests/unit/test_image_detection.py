@@ -239,3 +239,19 @@ def test_stage_audit_through_the_cli_rejects_textures(digits, tmp_path):
     failed = {c["name"] for c in verdict["checks"] if not c["passed"]}
     assert "image_detection_auc" in failed and verdict["metrics"]["image_detection_auc"] > 0.95
     assert {"metric_failures", "image_detection_auc_per_class", "baseline", "noise_sd"} <= set(verdict["details"])
+
+
+def test_a_detection_on_too_few_images_is_listed_as_a_metric_failure(digits, judge):
+    """Train images offered as generated against under 30 holdout images per side: detection cannot
+    tell (0.5 is no evidence), so the report says so instead of letting 0.5 stand."""
+    from synthgen.validation.images.detection import TRUSTED_PER_SIDE
+
+    (train_x, train_y), (hold_x, hold_y) = digits["train"], digits["holdout"]
+    report = image_report(train_x, train_y, hold_x[:28], hold_y[:28], train_x[:200], train_y[:200], seed=0,
+                          judge=judge)
+    flagged = [f for f in report["details"]["metric_failures"] if f["name"] == "image_detection_auc"]
+    assert 10 <= report["details"]["detection"]["n_per_side"] < TRUSTED_PER_SIDE and len(flagged) == 1
+    assert "too few" in flagged[0]["reason"]
+    full = image_report(*digits["train"], *digits["holdout"], digits["fresh"][0], digits["fresh"][1], seed=0,
+                        judge=judge)  # 150 per side: trusted, not flagged
+    assert not [f for f in full["details"]["metric_failures"] if f["name"] == "image_detection_auc"]

@@ -87,7 +87,7 @@ import torch
 
 from synthgen.errors import DataError
 from synthgen.validation.images.compare import KID_TRAIN, metric_failures, space_metrics
-from synthgen.validation.images.detection import image_detection
+from synthgen.validation.images.detection import TRUSTED_PER_SIDE, image_detection
 from synthgen.validation.images.features import pixel_hog_features, random_features, standardize
 from synthgen.validation.images.judge import (
     BATCH_SIZE,
@@ -283,6 +283,12 @@ def image_report(train_x: np.ndarray, train_y: np.ndarray | None, holdout_x: np.
     t0 = time.perf_counter()
     detection = image_detection(holdout_x, holdout_y, gen_x, gen_y, seed=seed, device=judge.device)
     seconds["detection"] = time.perf_counter() - t0
+    if detection["image_detection_auc"] is not None and detection["n_per_side"] < TRUSTED_PER_SIDE:
+        failures.append({"name": "image_detection_auc", "space": "detection",
+                         "generated": detection["image_detection_auc"], "holdout": None, "margin": None,
+                         "reason": f"only {detection['n_per_side']} images per side (at least {TRUSTED_PER_SIDE} "
+                                   "needed): too few for the test to tell a set apart from real images, so a "
+                                   "low value is no evidence; judge this run by its grids and memorization"})
 
     # memorization: pixel space (headline) and judge-feature space
     t0 = time.perf_counter()
