@@ -82,10 +82,8 @@ def _load(params_file: str, overrides: tuple[str, ...]):
 def _verdict_exit(report: dict[str, Any]) -> None:
     failed = [c for c in report["checks"] if not c["passed"]]
     for check in failed:
-        click.echo(
-            f"synthgen: check failed: {check['name']} = {check['value']:.4g} "
-            f"(threshold {check['threshold']})", err=True,
-        )
+        value = "undefined" if check["value"] is None else f"{check['value']:.4g}"
+        click.echo(f"synthgen: check failed: {check['name']} = {value} (threshold {check['threshold']})", err=True)
     sys.exit(EXIT_OK if report["passed"] else EXIT_REJECTED)
 
 

@@ -48,6 +48,8 @@ RESERVED_VALUES = ("__nan__", "__other__")
 #: ``<column>__missing`` / ``<column>__point`` per numeric column): a real column so named is refused.
 RESERVED_COLUMN = "__missing_pattern__"
 RESERVED_SUFFIXES = ("__missing", "__point")
+#: Numbers beyond this magnitude are refused: their squares (variances, mixture fits) overflow.
+MAX_MAGNITUDE = 1e150
 
 
 def read_table(path: str | Path, encoding: str = "utf-8") -> pd.DataFrame:
@@ -106,9 +108,9 @@ def _check_header(names: list[str], path: Path) -> None:
 
 
 def check_values(table: pd.DataFrame, schema: TableSchema, source: str) -> None:
-    """Refuse what synthgen cannot write or would misread: infinite numbers, values and
-    column names it reserves (:data:`RESERVED_VALUES`, :data:`RESERVED_COLUMN`,
-    :data:`RESERVED_SUFFIXES`).
+    """Refuse what synthgen cannot write, model or would misread: infinite numbers, numbers
+    beyond ±:data:`MAX_MAGNITUDE`, values and column names it reserves
+    (:data:`RESERVED_VALUES`, :data:`RESERVED_COLUMN`, :data:`RESERVED_SUFFIXES`).
 
     Raises:
         DataError: naming the file and the first column at fault.
@@ -121,10 +123,15 @@ def check_values(table: pd.DataFrame, schema: TableSchema, source: str) -> None:
                             "while training); rename the column")
         values = table[name]
         if pd.api.types.is_float_dtype(values):
-            n_inf = int(np.isinf(values.to_numpy(dtype=float, na_value=np.nan)).sum())
+            numbers = values.to_numpy(dtype=float, na_value=np.nan)
+            n_inf = int(np.isinf(numbers).sum())
             if n_inf:
                 raise DataError(f"{source}: column {name!r} has {n_inf} infinite values (inf or -inf); "
                                 "make them empty (missing) or finite")
+            largest = float(np.nanmax(np.abs(numbers))) if not np.isnan(numbers).all() else 0.0
+            if largest > MAX_MAGNITUDE:
+                raise DataError(f"{source}: column {name!r} has values as large as {largest:.3g}; numbers beyond "
+                                f"±{MAX_MAGNITUDE:g} cannot be modelled: rescale the column")
         elif spec.kind != "id" and (pd.api.types.is_object_dtype(values) or pd.api.types.is_string_dtype(values)):
             text = values.dropna().astype(str)
             for value in RESERVED_VALUES:

@@ -285,3 +285,11 @@ def test_unknown_encoding_names_the_key(tmp_path):
     path = _csv(tmp_path / "e.csv", "a", [str(i) for i in range(20)])
     with pytest.raises(DataError, match=r"unknown text encoding 'no-such-codec' \(data.encoding"):
         read_table(path, "no-such-codec")
+
+
+def test_numbers_too_large_to_model_are_refused(tmp_path):
+    path = _csv(tmp_path / "big.csv", "x,y", [f"{(-1) ** i * 1e300},k{i % 2}" for i in range(30)])
+    with pytest.raises(DataError, match=r"column 'x' has values as large as 1e\+300"):
+        ingest(DataConfig(path=str(path)))
+    path = _csv(tmp_path / "ok.csv", "x,y", [f"{(-1) ** i * 1e100 * (i + 1)},k{i % 2}" for i in range(30)])
+    assert ingest(DataConfig(path=str(path)))[0]["x"].max > 1e101  # large, not too large
