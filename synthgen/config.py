@@ -174,6 +174,12 @@ class TabularModelConfig(ModelConfig):
     pac: int = Field(10, ge=1)  # rows the critic judges together
 
 
+class MarginalsModelConfig(TabularModelConfig):
+    """The options of ``dp_marginals`` (synthgen/synthesizers/dp_marginals/); ``epochs`` caps its adaptive rounds."""
+    bins: int = Field(20, ge=2, le=4096)  # equal-width bins per numeric column over its public range
+    max_order: Literal[2, 3] = 3  # the largest marginals the adaptive rounds may measure (2- or 3-way)
+
+
 class ImageModelConfig(ModelConfig):
     """The options of ``image_cgan`` (see synthgen/synthesizers/image_cgan/, synthgen/training/disc_augment.py)."""
 
@@ -208,7 +214,7 @@ def _renamed(data: Any, quiet: bool = False) -> Any:
     return data
 
 
-class ModelSection(TabularModelConfig, ImageModelConfig):
+class ModelSection(MarginalsModelConfig, ImageModelConfig):
     """The ``model`` section of params.yaml: every family's options, validated together.
 
     Unset fields stay unset (``model_fields_set``) so families apply their own defaults.

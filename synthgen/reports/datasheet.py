@@ -86,8 +86,12 @@ def _ledger_lines(ledger: dict[str, Any]) -> list[str]:
              f"delta {_fmt(ledger.get('delta'))}, {ledger.get('accountant', '?')} accountant; protected unit: "
              f"{ledger.get('unit', 'one row')}. Every release of the real rows is charged to that budget:", "",
              "| release | mechanism | noise | share of ε | what |", "| --- | --- | --- | --- | --- |"]
+    if ledger.get("mechanism"):
+        lines[:0] = [f"**Mechanism:** {ledger['mechanism']}.", ""]
     for r in ledger.get("releases", []):
         noise = f"noise multiplier {_fmt(r.get('noise_multiplier'))} (σ {_fmt(r.get('sigma'))})"
+        if r.get("sigma") is None and r.get("epsilon") is not None:  # an exponential-mechanism selection
+            noise = f"ε {_fmt(r['epsilon'])}, score sensitivity {_fmt(r.get('sensitivity'))}"
         if r.get("steps") is not None:
             noise += f", sample rate {_fmt(r.get('sample_rate'))}, {r['steps']} steps"
         share = f"{_fmt(r.get('epsilon_share'))} ({(r.get('share_of_budget') or 0):.0%} of the budget)"
@@ -162,7 +166,8 @@ def render_datasheet(
 
     out += ["## Model", "",
             f"- family: `{family}`",
-            f"- epochs: {epochs if epochs is not None else '?'} configured, {epochs_run if epochs_run is not None else '?'} run",
+            f"- {getattr(REGISTRY.get(family), 'epoch_unit', 'epochs')}: {epochs if epochs is not None else '?'} "
+            f"configured, {epochs_run if epochs_run is not None else '?'} run",
             f"- seed: {config.get('seed', '?')} (generation seed {manifest.get('seed', '?')})",
             f"- training time: {_fmt(manifest.get('train_seconds'))} s",
             f"- MLflow run: `{manifest.get('mlflow_run_id') or 'not tracked'}`"]
@@ -192,8 +197,10 @@ def render_datasheet(
             "beyond what the validation figures above show.", ""]
 
     out += ["## Known limits", "",
-            f"- These rows come from a GAN (`{family}`) trained on {n_train if n_train is not None else 'an unknown number of'} "
-            f"real rows for {epochs_run if epochs_run is not None else '?'} epochs. What it reproduces is what the "
+            f"- These rows come from {getattr(REGISTRY.get(family), 'description', 'a GAN')} (`{family}`) trained on "
+            f"{n_train if n_train is not None else 'an unknown number of'} real rows for "
+            f"{epochs_run if epochs_run is not None else '?'} {getattr(REGISTRY.get(family), 'epoch_unit', 'epochs')}. "
+            "What it reproduces is what the "
             "figures above measure (column shapes, pairwise trends, a classifier's view); rare categories, "
             "tails and higher-order interactions are reproduced less faithfully, and every figure is an "
             "estimate with sampling noise.",
@@ -301,7 +308,8 @@ def render_image_datasheet(manifest: dict[str, Any], schema: Any, model_meta: di
     out.append("")
     out += ["## Model", "",
             f"- family: `{manifest.get('model') or model_meta.get('name', '?')}` (class-conditional GAN)",
-            f"- epochs: {epochs if epochs is not None else '?'} configured, {epochs_run if epochs_run is not None else '?'} run",
+            f"- {getattr(REGISTRY.get(family), 'epoch_unit', 'epochs')}: {epochs if epochs is not None else '?'} "
+            f"configured, {epochs_run if epochs_run is not None else '?'} run",
             f"- discriminator augmentation: {augment.get('mode', '?')}"
             + (f" (final ADA p {_fmt(augment.get('ada_p'))})" if augment.get("ada_p") is not None else ""),
             f"- seed: {config.get('seed', '?')} (generation seed {manifest.get('seed', '?')})",

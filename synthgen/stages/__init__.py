@@ -58,12 +58,19 @@ def check(params: Params, source: str = "params") -> None:
     its data kind), run before any stage does work.
 
     Raises:
-        ConfigError: an unknown model, or a model of the other data kind;
+        ConfigError: an unknown model, or a model of the other data kind; a family that is
+            differentially private only (``requires_privacy``, e.g. ``dp_marginals``)
+            without ``privacy.epsilon``;
             ``validate.privacy_filter`` set together with ``privacy.epsilon`` (the filter
             reads the real training rows after the DP fit, so the data it keeps would no
             longer be covered by the differential-privacy guarantee).
     """
     check_model(params.model.name, params.data.kind, source)
+    if getattr(REGISTRY[params.model.name], "requires_privacy", False) and params.privacy.epsilon is None:
+        raise ConfigError(
+            f"{source}: privacy.epsilon is not set, but model.name {params.model.name!r} is differentially "
+            "private and needs a budget: set privacy.epsilon (e.g. --set privacy.epsilon=3)"
+        )
     if params.validate_.privacy_filter is not None and params.privacy.epsilon is not None:
         raise ConfigError(
             f"{source}: validate.privacy_filter is set together with privacy.epsilon: the filter drops "

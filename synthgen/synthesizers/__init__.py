@@ -16,6 +16,7 @@ from pathlib import Path
 from synthgen.errors import ConfigError, ModelError
 from synthgen.synthesizers.base import META_FILE, Synthesizer, read_meta
 from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer
+from synthgen.synthesizers.dp_marginals import DPMarginalsSynthesizer
 from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
 from synthgen.synthesizers.legacy import upgrade_model
 from synthgen.synthesizers.tabular import TabularSynthesizer
@@ -24,6 +25,7 @@ from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 REGISTRY: dict[str, type[Synthesizer]] = {
     CTGANSynthesizer.name: CTGANSynthesizer,
     TabularGANSynthesizer.name: TabularGANSynthesizer,
+    DPMarginalsSynthesizer.name: DPMarginalsSynthesizer,
     ImageCGANSynthesizer.name: ImageCGANSynthesizer,
 }
 

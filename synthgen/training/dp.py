@@ -384,7 +384,7 @@ class CriticPrivacy:
             not_covered: plain sentences; default :data:`NOT_COVERED`.
 
         Returns:
-            ``{"epsilon", "epsilon_spent", "delta", "accountant", "releases", "public",
+            ``{"epsilon", "epsilon_spent", "delta", "accountant", "mechanism", "releases", "public",
             "not_covered", "reproducible": False, "not_reproducible_because"}``; each
             release has ``name``, ``mechanism``, its noise, ``epsilon_share`` (the increase
             of the composed epsilon when it was added; the shares sum to
@@ -420,6 +420,8 @@ class CriticPrivacy:
             "epsilon_spent": total,
             "delta": self.delta,
             "accountant": self.kind,
+            "mechanism": "DP-SGD on the GAN critic (Poisson-subsampled Gaussian, Opacus), with a Gaussian release "
+                         "of the level counts; the generator is post-processing",
             "unit": "one row of the train split (add/remove)",
             "releases": releases,
             "public": list(public),

@@ -1,0 +1,218 @@
+"""The generator of ``dp_marginals``: a torch network from a Gaussian latent to one categorical
+distribution per attribute, fitted to noisy marginal measurements, and drawing codes from it.
+
+The model's distribution is the mixture over latents ``z ~ N(0, I)`` of the product of the
+per-attribute distributions the network outputs (relaxed one-hot: softmax outputs, as in
+GEM/RAP). Its marginal on attributes ``(a, b, ...)`` is the mean over latents of the outer
+product of their distributions, which is differentiable, so the network is fitted by
+gradient descent on the weighted least-squares loss of Private-PGM's estimation step::
+
+    sum over measured marginals i of  || (n * mu_i(theta) - y_i) / sigma_i ||^2
+
+(``n``: the public row count; ``y_i``: the noisy counts; several measurements of the same
+marginal are first combined by inverse-variance weighting). The reported loss divides by
+the cells measured: about 1 when the model sits within the noise of every measurement.
+Fitting reads only the noisy measurements: post-processing, no privacy cost.
+
+Randomness is explicit: parameters from ``seed + 1``, the latents of training from ``seed``,
+the fixed latents that estimate the model's marginals (:meth:`MarginalFitter.marginal`)
+from ``seed + 2``; sampling takes its own ``torch.Generator``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from synthgen.training.device import adam
+
+
+@contextlib.contextmanager
+def one_cpu_thread(device: torch.device) -> Iterator[None]:
+    """On CPU, run the block with one torch intra-op thread, restoring the count after. The
+    generator's steps are small matrix products that gain nothing from more threads, and on
+    a busy machine idle-spinning worker threads made a fit 30x slower (measured: 4 s with
+    one thread, 123 s with two on a loaded 2-core box)."""
+    if device.type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass
+class Measurement:
+    """One noisy marginal: ``attrs`` (attribute indices, in order), ``values`` (the noisy
+    counts, flattened in C order over ``attrs``), ``sigma`` (the Gaussian noise's std)."""
+
+    attrs: tuple[int, ...]
+    values: np.ndarray
+    sigma: float
+
+
+def init_linear(layer: nn.Linear, gen: torch.Generator) -> None:
+    """PyTorch's default ``Linear`` init, drawn from ``gen`` instead of the global RNG."""
+    bound = 1.0 / math.sqrt(layer.in_features)
+    with torch.no_grad():
+        layer.weight.uniform_(-bound, bound, generator=gen)
+        layer.bias.uniform_(-bound, bound, generator=gen)
+
+
+class MarginalNetwork(nn.Module):
+    """An MLP (ReLU) from a ``latent_dim`` Gaussian latent to one softmax per attribute.
+
+    Args:
+        latent_dim: latent width (``model.embedding_dim``).
+        hidden: hidden layer widths (``model.generator_dim``).
+        sizes: codes per attribute.
+        gen: the generator of the initial parameters.
+    """
+
+    def __init__(self, latent_dim: int, hidden: list[int], sizes: list[int], gen: torch.Generator):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = latent_dim
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            width = h
+        self.body = nn.Sequential(*layers)
+        self.head = nn.Linear(width, int(sum(sizes)))
+        self.sizes = [int(s) for s in sizes]
+        self.latent_dim = int(latent_dim)
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                init_linear(m, gen)
+
+    def forward(self, z: torch.Tensor) -> list[torch.Tensor]:
+        logits = self.head(self.body(z))
+        return [torch.softmax(part, dim=1) for part in torch.split(logits, self.sizes, dim=1)]
+
+
+def mean_marginal(probs: list[torch.Tensor], attrs: tuple[int, ...]) -> torch.Tensor:
+    """The mean over rows of the outer product of ``attrs``' distributions, flattened in C
+    order (the model's marginal on ``attrs`` estimated from these latents)."""
+    rows = probs[attrs[0]]
+    if len(attrs) == 1:
+        return rows.mean(0)
+    for a in attrs[1:-1]:
+        rows = (rows.unsqueeze(2) * probs[a].unsqueeze(1)).reshape(rows.shape[0], -1)
+    return (rows.T @ probs[attrs[-1]]).reshape(-1) / rows.shape[0]
+
+
+class MarginalFitter:
+    """Fits a :class:`MarginalNetwork` to noisy measurements; the fit continues across calls.
+
+    Args:
+        sizes: codes per attribute.
+        n_rows: the public row count (measurements are counts; the model gives shares).
+        latent_dim, hidden, lr, batch: ``model.embedding_dim``, ``generator_dim``, ``lr``,
+            ``batch_size``.
+        seed: ``model.seed`` (see the module docstring).
+        device: where the network trains.
+        eval_latents: latents of :meth:`marginal`. Default 2048.
+    """
+
+    def __init__(self, sizes: list[int], n_rows: int, latent_dim: int, hidden: list[int], lr: float,
+                 batch: int, seed: int, device: torch.device, eval_latents: int = 2048):
+        self.n_rows, self.batch, self.device = float(n_rows), int(batch), device
+        self.gen = torch.Generator(device=device).manual_seed(seed)
+        self.network = MarginalNetwork(latent_dim, hidden, sizes, torch.Generator().manual_seed(seed + 1)).to(device)
+        self.optimizer = adam(self.network.parameters(), device, lr=lr)
+        eval_gen = torch.Generator(device=device).manual_seed(seed + 2)
+        self.eval_z = torch.randn(eval_latents, latent_dim, generator=eval_gen, device=device)
+        self._eval_probs: list[torch.Tensor] | None = None
+        self.steps_run = 0
+
+    def _groups(self, measurements: list[Measurement]) -> list[tuple[tuple[int, ...], torch.Tensor, float]]:
+        """Measurements of the same marginal combined by inverse-variance weighting:
+        ``(attrs, target shares, weight (n / sigma)**2)``."""
+        by_attrs: dict[tuple[int, ...], list[Measurement]] = {}
+        for m in measurements:
+            by_attrs.setdefault(tuple(m.attrs), []).append(m)
+        groups = []
+        for attrs, ms in by_attrs.items():
+            precision = sum(1.0 / m.sigma ** 2 for m in ms)
+            values = sum(m.values / m.sigma ** 2 for m in ms) / precision
+            target = torch.as_tensor(values / self.n_rows, dtype=torch.float32, device=self.device)
+            groups.append((attrs, target, self.n_rows ** 2 * precision))
+        return groups
+
+    def fit(self, measurements: list[Measurement], steps: int) -> float:
+        """``steps`` optimizer steps on every measurement so far (on CPU in one torch thread,
+        see :func:`one_cpu_thread`).
+
+        Returns:
+            The loss of the last step: squared residuals in noise units per measured cell.
+        """
+        with one_cpu_thread(self.device):
+            return self._fit(measurements, steps)
+
+    def _fit(self, measurements: list[Measurement], steps: int) -> float:
+        groups = self._groups(measurements)
+        cells = float(sum(len(t) for _, t, _ in groups))
+        self.network.train()
+        value = float("nan")
+        for _ in range(steps):
+            z = torch.randn(self.batch, self.network.latent_dim, generator=self.gen, device=self.device)
+            probs = self.network(z)
+            loss = sum(w * ((mean_marginal(probs, a) - t) ** 2).sum() for a, t, w in groups) / cells
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            value = float(loss.detach())
+        self.steps_run += steps
+        self.network.eval()
+        self._eval_probs = None
+        return value
+
+    @torch.no_grad()
+    def marginal(self, attrs: tuple[int, ...]) -> np.ndarray:
+        """The model's marginal on ``attrs`` (shares, flattened in C order), estimated from
+        the fixed evaluation latents."""
+        if self._eval_probs is None:
+            self._eval_probs = self.network(self.eval_z)
+        return mean_marginal(self._eval_probs, tuple(attrs)).double().cpu().numpy()
+
+
+@torch.no_grad()
+def draw_codes(network: MarginalNetwork, n: int, gen: torch.Generator,
+               weights: dict[int, np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Draw ``n`` latents and a code per attribute from the network's distributions.
+
+    With ``weights`` (``{attribute: share of each code meeting a condition}``), a latent
+    ``z`` is kept with probability ``P(condition | z) = prod_j sum_k p_jk(z) w_jk`` and the
+    conditioned attributes are drawn from ``p_j(z) * w_j`` renormalised: rejection sampling
+    of the latent, which draws exactly from the model's conditional distribution.
+
+    Returns:
+        ``(codes (n, attributes) int64, kept (n,) bool)``; without ``weights`` all are kept.
+    """
+    device = next(network.parameters()).device
+    z = torch.randn(n, network.latent_dim, generator=gen, device=device)
+    probs = network(z)
+    weights = weights or {}
+    accept = torch.ones(n, dtype=torch.float64, device=device)
+    for j, w in weights.items():
+        w_t = torch.as_tensor(w, dtype=probs[j].dtype, device=device)
+        probs[j] = probs[j] * w_t
+        mass = probs[j].sum(1)
+        accept = accept * mass.double()
+        probs[j] = probs[j] / mass.clamp_min(1e-30).unsqueeze(1)
+    kept = torch.rand(n, generator=gen, device=device, dtype=torch.float64) < accept if weights else \
+        torch.ones(n, dtype=torch.bool, device=device)
+    codes = torch.empty(n, len(probs), dtype=torch.int64, device=device)
+    for j, p in enumerate(probs):  # inverse CDF: the first code whose cumulative share passes u; never a zero one
+        cdf = torch.cumsum(p.double(), dim=1)
+        u = torch.rand(n, 1, generator=gen, device=device, dtype=torch.float64) * cdf[:, -1:]
+        codes[:, j] = (cdf <= u).sum(1).clamp_max(p.shape[1] - 1)
+    return codes.cpu().numpy(), kept.cpu().numpy()

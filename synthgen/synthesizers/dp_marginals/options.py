@@ -1,0 +1,56 @@
+"""The engine knobs of ``dp_marginals`` that params.yaml does not expose (the benchmark may
+set them), and the family's defaults of the ``model`` section."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+#: ``model.*`` of ``dp_marginals`` when params leave a field unset (``epochs``, the cap on
+#: adaptive rounds, is settled on the table: :func:`default_rounds`).
+FAMILY_DEFAULTS: dict[str, Any] = {
+    "batch_size": 512,  # latent draws per optimizer step of the generator (any size: rows are never batched)
+    "generator_dim": [128, 128],  # as good as [256, 256] on penguins at epsilon 10, about 4x faster per step
+    "embedding_dim": 64,  # width of the generator's Gaussian latent
+    "lr": 3e-3,
+}
+
+ROUNDS_PER_COLUMN = 2  # model.epochs unset: this many adaptive rounds per column ...
+MAX_DEFAULT_ROUNDS = 30  # ... but at most this many
+
+
+def default_rounds(columns: int) -> int:
+    """``model.epochs`` of ``dp_marginals`` when unset: :data:`ROUNDS_PER_COLUMN` rounds per
+    column, at most :data:`MAX_DEFAULT_ROUNDS` (at least 1)."""
+    return max(1, min(ROUNDS_PER_COLUMN * columns, MAX_DEFAULT_ROUNDS))
+
+
+@dataclass
+class DPMarginalsOptions:
+    """Engine knobs not exposed in params.
+
+    Attributes:
+        measure_share: share of each adaptive round's budget spent on the Gaussian
+            measurement; the rest goes to the exponential-mechanism selection. Default 0.9
+            (AIM's ``alpha``).
+        max_cells: the largest marginal (cells) a round may select. Default 10,000.
+        anneal: halve the noise (and double the selection epsilon) of the following rounds
+            when a measurement barely moved the model, as AIM does. Default True.
+        init_steps: optimizer steps fitting the generator to the 1-way marginals. Default 300.
+        round_steps: optimizer steps after each adaptive round (the fit continues from the
+            previous round's weights). Default 100.
+        final_steps: optimizer steps after the last round. Default 500.
+        eval_latents: latent draws whose mean distribution estimates the model's
+            marginals when scoring candidates. Default 2048.
+        max_condition_draws: latent draws conditional sampling may try per call before it
+            gives up with a ``ConditionError``. Default 10,000,000.
+    """
+
+    measure_share: float = 0.9
+    max_cells: int = 10_000
+    anneal: bool = True
+    init_steps: int = 300
+    round_steps: int = 100
+    final_steps: int = 500
+    eval_latents: int = 2048
+    max_condition_draws: int = 10_000_000
