@@ -27,10 +27,9 @@ from synthgen.errors import ConfigError
 log = logging.getLogger(__name__)
 
 ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "datetime", "id"]
-
-
 MAX_SEED = 2**31 - 1  # numpy, torch and scikit-learn take unsigned 32-bit seeds, and seed + i must fit too
-MAX_WIDTH = 2**16  # the widest layer a model may ask for (generator_dim, discriminator_dim, embedding_dim)
+MAX_WIDTH = 2**13  # the widest layer a model may ask for (generator_dim, discriminator_dim, embedding_dim)
+MAX_BATCH = 2**16  # the largest model.batch_size (a batch of 10^9 rows asks torch for 64 GB at once)
 
 
 class _Section(BaseModel):
@@ -148,7 +147,7 @@ class ModelConfig(_Section):
     name: str = "tabular_gan"  # a key of synthgen.synthesizers.REGISTRY (validated there)
     epochs: int = Field(300, ge=1)  # unset: the family decides (ctgan 300; tabular_gan a 3000-step budget)
     seed: int = Field(0, ge=0, le=MAX_SEED)
-    batch_size: int = Field(500, ge=2)
+    batch_size: int = Field(500, ge=2, le=MAX_BATCH)
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     generator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
     discriminator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
@@ -171,7 +170,7 @@ class ModelConfig(_Section):
 class TabularModelConfig(ModelConfig):
     """The options of the table families (``tabular_gan``, ``ctgan``)."""
 
-    pac: int = Field(10, ge=1)  # rows the critic judges together
+    pac: int = Field(10, ge=1, le=128)  # rows the critic judges together (its input is pac rows wide)
 
 
 class MarginalsModelConfig(TabularModelConfig):
