@@ -41,13 +41,17 @@ not among the L2 candidates is missed (the reported DCR is then an upper bound).
 
 Memory: queries go in blocks whose temporaries (a block's proxy distances to every
 reference row and its candidates' coordinates, both sized by the encoded width) stay
-within :data:`NN_BLOCK_BYTES`; the reference is used in place (no weighted copy).
+within :data:`NN_BLOCK_BYTES`; the reference is used in place (no weighted copy). A
+reference too large to hold encoded is searched a block at a time
+(:meth:`MixedEncoder.encode_blocks`, :func:`nearest_in_blocks`: each block's nearest,
+merged; a block's candidates are its own best, so the result is at least as close as one
+search over the whole reference).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -277,6 +281,13 @@ class MixedEncoder:
         return Encoded(self.transform(frame), self.pooled_codes(frame), 1.0 / max(len(self.columns), 1),
                        self.other_slots() if self.capped else None)
 
+    def encode_blocks(self, frame: pd.DataFrame, block_bytes: int | None = None) -> Iterator[Encoded]:
+        """:meth:`encode` of ``frame`` a block of rows at a time, each block's coordinates
+        within ``block_bytes`` (default :data:`NN_BLOCK_BYTES`)."""
+        rows = max(1, (block_bytes or NN_BLOCK_BYTES) // (4 * max(self.width, 1)))
+        for start in range(0, len(frame), rows):
+            yield self.encode(frame.iloc[start : start + rows])
+
     def l2_weights(self) -> np.ndarray:
         """Per-coordinate factors of the Euclidean search proxy: a category mismatch and a
         full-range difference both count 1 (plain numbers 1, the rest sqrt 2)."""
@@ -376,3 +387,36 @@ def nearest(
             dist[s : s + step] = val.double().numpy()
             idx[s : s + step] = cand.gather(1, order).numpy()
     return dist, idx
+
+
+def nearest_in_blocks(
+    query: np.ndarray | Encoded,
+    blocks: Iterable[np.ndarray | Encoded],
+    k: int = 1,
+    *,
+    weights: np.ndarray | None = None,
+    n_candidates: int = 16,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`nearest` against a reference given as consecutive blocks of rows (e.g.
+    :meth:`MixedEncoder.encode_blocks`): each block's ``k`` nearest, merged; indices count
+    rows over all blocks. One block gives exactly :func:`nearest`'s answer.
+
+    Returns:
+        ``(distances, indices)``, both (n, k') with k' = min(k, reference rows).
+    """
+    best_d = best_i = None
+    offset = 0
+    for block in blocks:
+        d, i = nearest(query, block, k, weights=weights, n_candidates=n_candidates)
+        i = i + offset
+        offset += len(block)
+        if best_d is None:
+            best_d, best_i = d, i
+            continue
+        d, i = np.hstack([best_d, d]), np.hstack([best_i, i])
+        order = np.argsort(d, axis=1, kind="stable")[:, :k]
+        best_d, best_i = np.take_along_axis(d, order, 1), np.take_along_axis(i, order, 1)
+    if best_d is None:
+        n = len(query)
+        return np.zeros((n, 0)), np.zeros((n, 0), dtype=np.int64)
+    return best_d, best_i

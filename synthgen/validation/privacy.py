@@ -48,7 +48,8 @@ default :data:`~synthgen.validation.encoding.MAX_CATEGORIES`), with each pooled 
 own code kept so that distances stay exact (:class:`~synthgen.validation.encoding.Encoded`);
 an encoded table is at most rows x (numbers x 3 + columns x ``max_categories``) float32,
 and neighbour searches work in blocks of :data:`~synthgen.validation.encoding.NN_BLOCK_BYTES`.
-:func:`privacy_filter` encodes the synthetic rows a block at a time.
+The synthetic table is never held encoded whole: as a reference (the attacks) it is
+searched a block at a time, and :func:`privacy_filter` encodes its queries a block at a time.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ import pandas as pd
 from synthgen.data.schema import TableSchema
 from synthgen.errors import DataError
 from synthgen.validation.encoding import (
-    MAX_CATEGORIES, NN_BLOCK_BYTES, Encoded, MixedEncoder, modelled_columns, nearest, normalized,
+    MAX_CATEGORIES, NN_BLOCK_BYTES, Encoded, MixedEncoder, modelled_columns, nearest, nearest_in_blocks, normalized,
 )
 
 PRIVACY_METRICS = (
@@ -127,17 +128,17 @@ def _stack(parts: Sequence[Encoded]) -> Encoded:
     return Encoded(np.vstack([p.x for p in parts]), pooled, parts[0].unit)
 
 
-def _mia(enc: MixedEncoder, x_train: Encoded, x_hold: Encoded, x_syn: Encoded, *,
+def _mia(enc: MixedEncoder, x_train: Encoded, x_hold: Encoded, synthetic: pd.DataFrame, *,
          n_attack: int, density_k: int, rng: np.random.Generator) -> dict[str, float | None]:
     """Distance and density-ratio membership inference AUCs (module docstring)."""
     n = min(n_attack, len(x_hold), len(x_train))
-    if n < 2 or density_k >= len(x_hold) or not len(x_syn):
+    if n < 2 or density_k >= len(x_hold) or not len(synthetic):
         return {"mia_auc_distance": None, "mia_auc_density": None, "mia_auc": None}
     members = _sample(len(x_train), n, rng)
     non_members = _sample(len(x_hold), n, rng)
     w = enc.l2_weights()
     queries = _stack([x_train.take(members), x_hold.take(non_members)])
-    d_syn, _ = nearest(queries, x_syn, density_k, weights=w)
+    d_syn, _ = nearest_in_blocks(queries, enc.encode_blocks(synthetic), density_k, weights=w)
     d_ref, i_ref = nearest(queries, x_hold, density_k + 1, weights=w)
     self_idx = np.r_[np.full(n, -1), non_members]  # holdout rows leave themselves out
     d_ref = np.where(i_ref == self_idx[:, None], np.inf, d_ref)
@@ -189,8 +190,8 @@ def attribute_risk(
     controls = holdout.iloc[_sample(len(holdout), n_attack, rng)]
     enc = MixedEncoder.fit(train, schema, known, others=[synthetic, holdout], max_categories=max_categories)
     secret = MixedEncoder.fit(train, schema, [column], others=[synthetic, holdout], max_categories=None)
-    _, idx = nearest(enc.encode(pd.concat([targets, controls])), enc.encode(synthetic), 1,
-                     weights=enc.l2_weights())
+    _, idx = nearest_in_blocks(enc.encode(pd.concat([targets, controls])), enc.encode_blocks(synthetic), 1,
+                               weights=enc.l2_weights())
     if secret.numeric:
         truth, guess = secret.scaled(pd.concat([targets, controls]))[:, 0], secret.scaled(synthetic)[idx[:, 0], 0]
         right = (np.abs(truth - guess) <= tolerance) | (np.isnan(truth) & np.isnan(guess))
@@ -256,14 +257,14 @@ def privacy_report(
     enc = MixedEncoder.fit(train, schema, others=[synthetic] + ([holdout] if has_holdout else []),
                            max_categories=max_categories)
     w = enc.l2_weights()
-    x_train, x_syn = enc.encode(train), enc.encode(synthetic)
+    x_train = enc.encode(train)
     x_hold = enc.encode(holdout) if has_holdout else None
     seconds["encode"] = time.perf_counter() - t
-    if not len(x_syn) or not len(x_train):
+    if not len(synthetic) or not len(x_train):
         return {"metrics": m, "attribute": {}, "seconds": seconds}
 
     t = time.perf_counter()
-    q_syn = x_syn.take(_sample(len(x_syn), max_rows, rng))
+    q_syn = enc.encode(synthetic.iloc[_sample(len(synthetic), max_rows, rng)])
     d_syn, _ = nearest(q_syn, x_train, 2, weights=w)
     m["dcr_synthetic_median"] = float(np.median(d_syn[:, 0]))
     if d_syn.shape[1] == 2:
@@ -296,7 +297,7 @@ def privacy_report(
         seconds["dcr_overfitting_share"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        m.update(_mia(enc, x_train, x_hold, x_syn, n_attack=n_attack, density_k=density_k, rng=rng))
+        m.update(_mia(enc, x_train, x_hold, synthetic, n_attack=n_attack, density_k=density_k, rng=rng))
         seconds["mia_auc"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -300,3 +300,26 @@ def test_image_requests_have_their_own_limit():
     assert check_request_size(images, [SampleRequest(10_000)]) == 10_000
     with pytest.raises(ConditionError, match="10,001 images.*MAX_REQUEST_IMAGES"):
         check_request_size(images, [SampleRequest(5_000), SampleRequest(5_001)])
+
+
+def test_reference_in_blocks(wide, monkeypatch):
+    from synthgen.validation import encoding
+    from synthgen.validation.encoding import nearest_in_blocks
+
+    rng = np.random.default_rng(1)
+    ref, query = rng.random((500, 8), dtype=np.float32), rng.random((60, 8), dtype=np.float32)
+    exact = nearest(query, ref, 3, n_candidates=len(ref))
+    blocked = nearest_in_blocks(query, np.array_split(ref, 7), 3, n_candidates=len(ref))
+    assert blocked[0] == pytest.approx(exact[0]) and np.array_equal(blocked[1], exact[1])
+    approx = nearest(query, ref, 1)
+    assert (nearest_in_blocks(query, np.array_split(ref, 7), 1)[0] <= approx[0] + 1e-7).all()
+    # the synthetic table as a reference is encoded a block at a time; one block = one search
+    schema, train, syn = wide
+    hold = syn.iloc[1000:].reset_index(drop=True)
+    whole = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=10)["metrics"]
+    monkeypatch.setattr(encoding, "NN_BLOCK_BYTES", 4 * 21 * 100)  # 100 encoded rows per block
+    enc = MixedEncoder.fit(train, schema, others=[syn], max_categories=10)
+    assert [len(b) for b in enc.encode_blocks(syn.iloc[:250])] == [100, 100, 50]
+    blocks = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=10)["metrics"]
+    assert blocks["mia_auc_distance"] == pytest.approx(whole["mia_auc_distance"], abs=0.02)
+    assert blocks["dcr_synthetic_median"] == whole["dcr_synthetic_median"]  # train is one reference
