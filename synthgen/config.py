@@ -152,7 +152,7 @@ class ModelConfig(_Section):
     generator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
     discriminator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
     embedding_dim: int = Field(128, ge=1, le=MAX_WIDTH)
-    lr: float = Field(2e-4, gt=0)
+    lr: float = Field(2e-4, gt=0, le=1)  # Adam's step size (torch overflows long before 1e300)
     # checkpoints (GANLoop): a whole number of epochs, or a duration ("90s", "2m", "1h") of training
     # between two; also after the last epoch; 0 = none. Default 2m (see checkpoint_interval)
     checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY

@@ -43,6 +43,7 @@ from synthgen.validation.gx_suite import Tolerances, build_suite, json_safe, run
 from synthgen.validation.privacy import PRIVACY_METRICS, privacy_report
 from synthgen.validation.utility import UTILITY_METRICS, utility_report
 
+MIN_SYNTHETIC_ROWS = 10  # fewer synthetic rows are not validated (the same floor as ingest's real rows)
 METRICS = (
     "quality_score", "column_shapes", "column_pair_trends", "gx_success_rate", "gx_failed",
     "detection_auc", *UTILITY_METRICS, *PRIVACY_METRICS,
@@ -149,7 +150,8 @@ def validate_synthetic(
         and GX's full JSON result.
 
     Raises:
-        DataError: a table lacks a schema column or has one the schema does not know.
+        DataError: a table lacks a schema column or has one the schema does not know, or
+            the synthetic table has fewer than :data:`MIN_SYNTHETIC_ROWS` rows.
         ConfigError: a threshold names an unknown metric, or a sensitive column is not
             a modelled column.
     """
@@ -164,6 +166,9 @@ def validate_synthetic(
     evaluate(dict.fromkeys([*METRICS, *per_column, *extra], 0.0), validate_cfg)  # fail fast on unknown names
     _check_columns(real_train, schema, "real")
     _check_columns(synthetic, schema, "synthetic")
+    if len(synthetic) < MIN_SYNTHETIC_ROWS:  # the neighbour-based privacy attacks need a few rows
+        raise DataError(f"synthetic table has {len(synthetic)} rows; validating it needs at least "
+                        f"{MIN_SYNTHETIC_ROWS} (generate.rows)")
     if holdout is not None:
         _check_columns(holdout, schema, "holdout")
     phase = phases if phases is not None else (lambda name: nullcontext())

@@ -321,6 +321,8 @@ def test_validate_synthetic_rejects_wrong_columns(table, schema):
         validate_synthetic(table, table.assign(surprise=1), schema, ValidateConfig())
     with pytest.raises(ConfigError, match=r"validate\.min\.typo"):
         validate_synthetic(table, table, schema, ValidateConfig(min={"typo": 1.0}))
+    with pytest.raises(DataError, match=r"synthetic table has 3 rows; validating it needs at least 10 \(generate.rows"):
+        validate_synthetic(table, table.head(3), schema, ValidateConfig())  # (one row crashed the privacy attack)
 
 
 def test_validate_synthetic_parses_text_columns():
