@@ -163,7 +163,8 @@ def write_sample(model: Synthesizer, rows: int, out: str | Path, conditions: dic
                         else:
                             writer = _write_row_group(writer, tmp, part)
                         written += len(part)
-                        kept.append(part if keep else part.iloc[:0])
+                        if keep or not kept:  # keep=False: the first chunk's columns only (a copy, not a view)
+                            kept.append(part if keep else part.iloc[:0].copy())
                 finally:
                     if writer is not None:
                         writer.close()

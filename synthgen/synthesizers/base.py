@@ -27,7 +27,10 @@ Chunked sampling: ``n`` records are drawn as ``ceil(n / sample_chunk)`` calls of
 depends on a record's position (a table's fresh ids continue across chunks). Draws of at
 most :data:`SAMPLE_CHUNK` (50,000) records are one call, exactly as before chunking;
 larger draws are deterministic for a seed and chunk size but not the records a single
-pass would have drawn (every random draw is taken per chunk).
+pass would have drawn (every random draw is taken per chunk). After each chunk of a
+multi-chunk draw the memory it freed goes back to the operating system
+(:func:`release_freed_memory`), so the resident size stays flat, not at the allocator's
+high-water mark.
 
 ``_save``/``_load`` write and read only JSON and plain tensor files
 (:mod:`synthgen.synthesizers.persistence`): loading a model directory never runs code
@@ -74,6 +77,25 @@ def read_meta(directory: str | Path) -> dict[str, Any]:
         raise ModelError(f"{directory}: not a synthgen model directory (no {META_FILE})") from None
     except json.JSONDecodeError as exc:
         raise ModelError(f"{meta_path}: corrupt ({exc})") from None
+
+
+def release_freed_memory() -> None:
+    """Hand memory freed by a finished chunk back to the operating system (glibc's
+    ``malloc_trim``; nothing elsewhere), so a long chunked draw keeps a flat resident size
+    instead of the allocator's high-water mark."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None  # glibc's malloc_trim once looked up; False where there is none
 
 
 class Synthesizer(ABC):
@@ -159,7 +181,10 @@ class Synthesizer(ABC):
     def _chunks(self, n: int, conditions: Mapping[str, Any] | None, rng: np.random.Generator,
                 chunk: int) -> Iterator[Any]:
         for start in range(0, n, chunk):
-            yield self._finish_chunk(self._draw(min(chunk, n - start), conditions, rng), start)
+            part = self._finish_chunk(self._draw(min(chunk, n - start), conditions, rng), start)
+            if n > chunk:
+                release_freed_memory()
+            yield part
 
     def save(self, directory: str | Path) -> None:
         """Write the fitted synthesizer to ``directory`` (replaced atomically)."""
