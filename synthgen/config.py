@@ -254,7 +254,7 @@ class PrivacyConfig(_Section):
     delta: float | None = Field(None, gt=0, lt=1)  # default: 1 / (10 * n_train)
     max_grad_norm: float = Field(1.0, gt=0)
     accountant: Literal["rdp", "prv"] = "rdp"  # Opacus accountant of the spent epsilon
-    noise_multiplier: float | None = Field(None, gt=0)  # null: calibrated so model.epochs spend epsilon
+    noise_multiplier: float | None = Field(None, gt=0, le=1000)  # null: calibrated so model.epochs spend epsilon
     grad_sample_mode: Literal["ghost", "hooks", "functorch", "ew"] = "ghost"  # Opacus per-sample mode
 
 

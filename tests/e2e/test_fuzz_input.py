@@ -220,7 +220,8 @@ def ingest_case(old: Path, table: dict, sets: list[str], tally: Counter) -> None
         write_csv(data, table)
         params = params_file(tmp, data, out)
         result = invoke("ingest", "--params", str(params), *[a for s in sets for a in ("--set", s)])
-        named = (str(data), str(params), "--set", *(s.partition("=")[0] for s in sets))
+        named = (str(data), str(params), "--set", *(s.partition("=")[0] for s in sets),
+                 *(repr(name) for name in table["names"]))
         error = check_outcome(result, (0, 2), named)
         after = digests(out)
         if result.exit_code == 2:
@@ -311,7 +312,7 @@ def run_case(root: Path, table: dict, sets: list[str], tally: Counter) -> None:
     params = params_file(root, data, root / "out", model=model, generate={"rows": 40},
                          validate={"min": {"quality_score": 0.0, "gx_success_rate": 0.0}})
     result = invoke("run", "--params", str(params), *[a for s in sets for a in ("--set", s)])
-    check_outcome(result, (0, 1, 2), (str(data), str(params), "--set"))
+    check_outcome(result, (0, 1, 2), (str(data), str(params), "--set", *(repr(name) for name in table["names"])))
     tally[f"exit {result.exit_code}"] += 1
     if result.exit_code in (0, 1):
         assert (root / "out" / "validation.json").is_file() and (root / "out" / "manifest.json").is_file()
@@ -340,3 +341,25 @@ def test_run_survives_hostile_tables(record_property):
 
     case()
     report(record_property, "run fuzz", tally)
+
+
+HOSTILE_RUN_PARAMS = [
+    ["model.batch_size=1000000000"], ["model.pac=1000000"], ["model.lr=1e300"], ["model.generator_dim=[]"],
+    ["generate.rows=1"], ["generate.rows=10"], ["data.holdout=0.89"], ["data.min_level_count=1000000000"],
+    ["data.max_categories=2"], ["generate.conditions={target: Nope}"], ["generate.conditions={ghost: 1}"],
+    ["generate.conditions={big: 1e300}"], ["validate.sensitive=[ghost]"],
+    ["model.name=tabular_gan", "privacy.epsilon=1", "privacy.noise_multiplier=1000000000", "model.batch_size=20"],
+    ["model.name=tabular_gan", "privacy.epsilon=1", "privacy.noise_multiplier=1000", "model.batch_size=20"],
+    ["model.name=tabular_gan", "privacy.epsilon=0.000001", "model.batch_size=20"],
+]
+
+
+@pytest.mark.slow  # ~3 min: the whole pipeline once per hostile params set
+def test_run_survives_hostile_params(tmp_path_factory, record_property):
+    """Params that once crashed `synthgen run` (a 10^9 batch, pac 10^6, lr 1e300, one generated
+    row, DP noise 10^9) and others at their edges: exit 0, 1 (verdict) or 2 (one line naming
+    the key)."""
+    tally: Counter = Counter()
+    for sets in HOSTILE_RUN_PARAMS:
+        run_case(tmp_path_factory.mktemp("run-params"), hostile_but_usable(), sets, tally)
+    report(record_property, "run params", tally)

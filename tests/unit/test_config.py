@@ -54,6 +54,7 @@ def test_overrides_are_typed(tmp_path):
         ("augment.seed=-1", "augment.seed"),
         ("model.lr=.inf", "model.lr: Input should be a finite number"),
         ("model.lr=1e300", "model.lr: Input should be less than or equal to 1"),
+        ("privacy.noise_multiplier=1e9", "privacy.noise_multiplier: Input should be less than or equal to 1000"),
         ("validate.max.mia_auc=.nan", "validate.max.mia_auc: Input should be a finite number"),
         ("model.generator_dim=[0]", "model.generator_dim.0"),
         ("model.generator_dim=[256,65536]", "model.generator_dim.1: Input should be less than or equal to 8192"),
