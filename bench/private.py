@@ -256,6 +256,12 @@ def summarize(path: Path) -> str:
                 if bad:
                     caps = sum(1 for r in bad if r.get("cap_hit"))
                     notes.append(f"{len(bad)} not scored" + (f" ({caps} at the time cap)" if caps else ""))
+                retried = sum(1 for r in runs if r.get("ref_failures"))
+                if retried:
+                    notes.append(f"{retried} after a reference retry")
+                digests = sorted({r.get("dp_marginals_digest") for r in runs if method == "dp_marginals"} - {None})
+                if digests:
+                    notes.append("code " + ", ".join(digests))
                 if not runs:
                     out.append(f"| {method} | {eps:g} | 0 | - | - | - | - | - | - | {'; '.join(notes)} |")
                     continue
