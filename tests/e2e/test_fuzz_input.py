@@ -12,8 +12,9 @@ huge and tiny numbers, mixed types, values equal to synthgen's sentinels, all-mi
 columns, odd and broken date formats, 0/1/2 rows and thousands of levels; params get
 negative, huge, infinite and malformed numbers (seeds, rows, epochs, holdout...).
 
-The default profile is derandomized (the same cases on every run, ~30 s); the ``slow``
-tests draw fresh random cases, more of them, and run ``synthgen run`` on drawn tables.
+The default tests are derandomized (the same 300 ingest cases on every run, plus two
+``synthgen run`` cases: ~50 s); the ``slow`` tests draw fresh random cases, more of them,
+and run ``synthgen run`` on drawn tables and on hostile params.
 Each test prints and records (``record_property``) how many cases it tried.
 """
 
@@ -273,7 +274,7 @@ def test_ingest_survives_hostile_tables_and_params(old_ingest, record_property):
     assert tally["exit 0"] >= 30 and sum(tally.values()) >= 250  # both outcomes are exercised
 
 
-@pytest.mark.slow  # ~4 min: fresh random cases, bigger tables
+@pytest.mark.slow  # 4-10 min (4000 cases; 10 on 2 busy cores): fresh random cases, bigger tables
 def test_ingest_survives_hostile_tables_and_params_wide(old_ingest, record_property):
     tally: Counter = Counter()
 
@@ -328,7 +329,7 @@ def test_run_takes_a_hostile_but_usable_table(tmp_path, sets, record_property):
     assert tally["exit 0"] + tally["exit 1"] == 1  # the pipeline ran to a verdict
 
 
-@pytest.mark.slow  # ~5 min: the whole pipeline on drawn tables
+@pytest.mark.slow  # ~4 min: the whole pipeline on 25 drawn tables
 def test_run_survives_hostile_tables(record_property):
     tally: Counter = Counter()
 
@@ -354,7 +355,7 @@ HOSTILE_RUN_PARAMS = [
 ]
 
 
-@pytest.mark.slow  # ~3 min: the whole pipeline once per hostile params set
+@pytest.mark.slow  # ~1.5 min: the whole pipeline once per hostile params set
 def test_run_survives_hostile_params(tmp_path_factory, record_property):
     """Params that once crashed `synthgen run` (a 10^9 batch, pac 10^6, lr 1e300, one generated
     row, DP noise 10^9) and others at their edges: exit 0, 1 (verdict) or 2 (one line naming
