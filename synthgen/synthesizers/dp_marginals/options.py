@@ -9,7 +9,7 @@ from typing import Any
 #: ``model.*`` of ``dp_marginals`` when params leave a field unset (``epochs``, the cap on
 #: adaptive rounds, is settled on the table: :func:`default_rounds`).
 FAMILY_DEFAULTS: dict[str, Any] = {
-    "batch_size": 512,  # latent draws per optimizer step of the generator (any size: rows are never batched)
+    "batch_size": 1024,  # the generator's anchors: fixed latents whose mixture is the model (any size: rows are never batched)
     "generator_dim": [128, 128],  # as good as [256, 256] on penguins at epsilon 10, about 4x faster per step
     "embedding_dim": 64,  # width of the generator's Gaussian latent
     "lr": 3e-3,
@@ -40,8 +40,6 @@ class DPMarginalsOptions:
         round_steps: optimizer steps after each adaptive round (the fit continues from the
             previous round's weights). Default 100.
         final_steps: optimizer steps after the last round. Default 500.
-        eval_latents: latent draws whose mean distribution estimates the model's
-            marginals when scoring candidates. Default 2048.
         max_condition_draws: latent draws conditional sampling may try per call before it
             gives up with a ``ConditionError``. Default 10,000,000.
     """
@@ -52,5 +50,4 @@ class DPMarginalsOptions:
     init_steps: int = 300
     round_steps: int = 100
     final_steps: int = 500
-    eval_latents: int = 2048
     max_condition_draws: int = 10_000_000

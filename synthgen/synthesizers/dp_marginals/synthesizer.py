@@ -125,7 +125,7 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
         self.device_ = torch.device(resolve_device(cfg.device))
         budget = ZCDPBudget(self.privacy.epsilon, delta)
         fitter = MarginalFitter(self.discretiser_.sizes, n, cfg.embedding_dim, list(cfg.generator_dim), cfg.lr,
-                                cfg.batch_size, cfg.seed, self.device_, self.options.eval_latents)
+                                cfg.batch_size, cfg.seed, self.device_)
         with one_cpu_thread(self.device_):  # small products: threads only spin (see one_cpu_thread)
             result = run_aim(codes, self.discretiser_.sizes, self.discretiser_.names, budget, fitter, cfg.epochs,
                              cfg.max_order, self.options, callbacks)
@@ -241,7 +241,7 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
             self.options = DPMarginalsOptions(**state["options"])
             self.device_ = torch.device(resolve_device(self.config.device))
             network = MarginalNetwork(int(state["latent_dim"]), [int(h) for h in state["hidden"]], discretiser.sizes,
-                                      torch.Generator())
+                                      torch.Generator(), len(state["generator"]["anchors"]))
             network.load_state_dict(state["generator"])
             self.generator_ = network.to(self.device_).eval()
             self.measurements_ = [Measurement(tuple(int(a) for a in m["attrs"]), torch.as_tensor(m["values"]).numpy(),
