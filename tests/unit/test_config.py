@@ -22,7 +22,10 @@ def test_tracking_off_turns_the_registry_off_too(tmp_path, caplog):
     from synthgen.stages.common import Layout
     from tests.conftest import tiny_params
 
-    assert load_params(ROOT / "params.yaml", ["tracking.uri=null"]).tracking.registered_model == "penguins"
+    from synthgen.stages.lineage import registry_name
+
+    project = load_params(ROOT / "params.yaml", ["tracking.uri=null"])
+    assert project.tracking.registered_model == "auto" and registry_name(project) == "penguins"  # from data.path
     params = parse_params(tiny_params(tmp_path, None, model={"epochs": 1}, tracking={"registered_model": "penguins"}))
     stages.ingest(params)
     with caplog.at_level("INFO", logger="synthgen"):
