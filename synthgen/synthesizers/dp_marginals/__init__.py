@@ -18,22 +18,23 @@ by a neural generator fitted to the noisy marginals (as GEM, RAP and MargNet do)
    ``rho = (sqrt(ln(1/delta) + epsilon) - sqrt(ln(1/delta)))**2`` comes from
    ``privacy.epsilon`` and ``privacy.delta`` (default ``1 / (10 n)``), so the reported
    ``epsilon = rho + 2 sqrt(rho ln(1/delta))`` never exceeds the target.
-3. **Fit a generator** (:mod:`.generator`): an MLP from a Gaussian latent to one softmax
-   per column, trained by Adam on the inverse-variance weighted squared error between its
-   marginals and every noisy measurement. This reads only released measurements:
-   post-processing, free of privacy cost, and as long as it likes on any device.
-4. **Sample**: a latent, then a code per column from its distribution; a numeric bin
+3. **Fit a generator** (:mod:`.generator`): an MLP from ``model.batch_size`` fixed
+   Gaussian latents (anchors) to one softmax per column - the model is the uniform mixture
+   of those rows' product distributions - trained by full-batch Adam on the
+   inverse-variance weighted squared error between its exact marginals and every noisy
+   measurement. This reads only released measurements: post-processing, free of privacy
+   cost, and as long as it likes on any device.
+4. **Sample**: an anchor, then a code per column from its distribution; a numeric bin
    becomes a uniform value within it (the preparer then restores integers, decimals,
    point masses and dtypes), the missing level a missing cell. **Conditional sampling is
    exact**: categorical equalities and numeric ranges keep a latent with the probability
    the model gives the condition under it and draw the conditioned columns from their
-   restricted distributions (rejection sampling of latents, in passes sized by the
+   restricted distributions (rejection sampling of anchors, in passes sized by the
    acceptance seen so far); a condition the model almost never meets is a
    ``ConditionError`` after ``max_condition_draws`` latents, naming its probability.
 
-**Randomness.** Non-noise randomness comes from ``model.seed`` (the network's
-initialisation, the latents of fitting and scoring; sampling a saved model with a seed
-gives the same rows). The Gaussian noise and the selections' Gumbel noise come from
+**Randomness.** Non-noise randomness comes from ``model.seed`` (the anchors and the
+network's initialisation; sampling a saved model with a seed gives the same rows). The Gaussian noise and the selections' Gumbel noise come from
 :func:`synthgen.training.dp.secret_generator` (OS entropy, never recorded), so a fit is
 not bit-reproducible, exactly as ``tabular_gan`` under DP.
 
