@@ -21,6 +21,7 @@ from synthgen.training.callbacks import Callback, History
 from synthgen.training.dp import CriticPrivacy
 from synthgen.transformers.prepare import MISSING_SUFFIX, NAN, TablePreparer
 from tests.tiny import TINY_GAN
+from tests.tiny import KillAfter
 
 TINY = {**TINY_GAN, "epochs": 1, "batch_size": 50}
 
@@ -126,13 +127,6 @@ def test_count_noise_is_secret_charged_once_and_the_ledger_adds_up():
     assert set(state) == {"history", "counts_released", "released_counts"}  # no generator seed or state
 
 
-class _Kill(Callback):
-    def __init__(self, after: int):
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def test_dp_resume_restores_the_accountant_and_the_release_not_the_noise(tmp_path):
@@ -143,7 +137,7 @@ def test_dp_resume_restores_the_accountant_and_the_release_not_the_noise(tmp_pat
     privacy = PrivacyConfig(epsilon=5.0)
     first = TabularGANSynthesizer(schema, cfg, privacy, checkpoint_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        first.fit(df, callbacks=[_Kill(after=2)])  # killed after epoch 2, checkpoint at 2
+        first.fit(df, callbacks=[KillAfter(after=2)])  # killed after epoch 2, checkpoint at 2
     (saved,) = tmp_path.glob("checkpoint-*-000002.pt")  # checkpoint-<settings tag>-<epoch>.pt
     ckpt = torch.load(saved, weights_only=False)
     assert set(ckpt["rngs"]) == {"torch", "numpy"}  # no DP noise generator is checkpointed

@@ -18,6 +18,7 @@ from torch import nn
 
 from synthgen.training.callbacks import Callback, CallbackList, History
 from synthgen.training.loop import GANLoop
+from tests.tiny import KillAfter
 
 EPOCHS, STEPS, BATCH = 4, 3, 16
 
@@ -91,13 +92,6 @@ def _figures(history: list[dict[str, float]]) -> list[dict[str, float]]:
     return [{k: v for k, v in row.items() if k != "epoch_seconds"} for row in history]
 
 
-class _Kill(Callback):
-    def __init__(self, after: int):
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def test_losses_come_back_per_epoch_and_callbacks_see_every_epoch():
@@ -132,7 +126,7 @@ def test_checkpoints_are_written_pruned_and_resumed_exactly(tmp_path):
     full, _, full_gen, full_ema = make_loop()
     reference = full.run()
 
-    killed, _, _, _ = make_loop(tmp_path, callbacks=[_Kill(after=3)], checkpoint_every=1)
+    killed, _, _, _ = make_loop(tmp_path, callbacks=[KillAfter(after=3)], checkpoint_every=1)
     with pytest.raises(KeyboardInterrupt):
         killed.run()
     # epochs 1-3 were checkpointed; the two newest are kept

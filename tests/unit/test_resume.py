@@ -24,6 +24,7 @@ from synthgen.tracking.outage import TRACKING_TAG, PendingCalls
 from synthgen.training.callbacks import Callback, History
 from tests.conftest import PENGUINS
 from tests.tiny import TINY_GAN
+from tests.tiny import KillAfter
 
 
 @pytest.fixture(scope="module")
@@ -33,13 +34,6 @@ def penguins():
     return conform(frame, schema), schema
 
 
-class _Kill(Callback):
-    def __init__(self, after: int):
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt("simulated kill")
 
 
 def _fit(penguins, checkpoints=None, callbacks=(), **model) -> TabularGANSynthesizer:
@@ -94,7 +88,7 @@ def test_other_settings_never_delete_this_runs_checkpoints_nor_are_resumed(pengu
     reference = _fit(penguins, epochs=3)
 
     with pytest.raises(KeyboardInterrupt):
-        _fit(penguins, checkpoints, [_Kill(after=2)], epochs=3, checkpoint_every=1)
+        _fit(penguins, checkpoints, [KillAfter(after=2)], epochs=3, checkpoint_every=1)
     mine = sorted(p.name for p in checkpoints.iterdir() if p.name not in planted)
     assert [name[-9:] for name in mine] == ["000001.pt", "000002.pt"]  # written, and kept
 

@@ -17,6 +17,7 @@ from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
 from synthgen.training.callbacks import Callback, History
 from synthgen.transformers.mode_normalizer import ModeNormalizer
 from tests.tiny import TINY_GAN
+from tests.tiny import KillAfter
 
 TINY = {**TINY_GAN, "epochs": 3, "lr": 1e-3}
 
@@ -137,13 +138,6 @@ def test_dp_calibrated_spends_budget(penguins):
     assert 2.0 < meta["epsilon_spent"] <= 3.0
 
 
-class _Kill(Callback):
-    def __init__(self, after: int):
-        self.after = after
-
-    def on_epoch_end(self, epoch, logs):
-        if epoch + 1 == self.after:
-            raise KeyboardInterrupt("simulated kill")
 
 
 # DP runs are not bit-reproducible (secret noise): their resume is tested in tests/unit/test_dp_ledger.py
@@ -156,7 +150,7 @@ def test_resume_after_kill_is_exact(penguins, tmp_path, private):
 
     first = TabularGANSynthesizer(schema, cfg, privacy, checkpoint_dir=tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        first.fit(df, callbacks=[_Kill(after=3)])  # killed after epoch 3, checkpoint at 2
+        first.fit(df, callbacks=[KillAfter(after=3)])  # killed after epoch 3, checkpoint at 2
     assert [p.name[-9:] for p in tmp_path.iterdir()] == ["000002.pt"]  # checkpoint-<settings tag>-<epoch>.pt
     history = History()
     second = TabularGANSynthesizer(schema, cfg, privacy, checkpoint_dir=tmp_path).fit(df, callbacks=[history])
