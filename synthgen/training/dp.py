@@ -94,8 +94,8 @@ NOT_REPRODUCIBLE_BECAUSE = (
     "with a given seed still gives the same rows)"
 )
 
-#: What differential privacy here does not cover, in plain sentences (the ledger's ``not_covered``).
-NOT_COVERED = (
+#: What no differential privacy in synthgen covers: every DP family's ledger (``not_covered``) opens with these.
+SCOPE_NOT_COVERED = (
     "The guarantee is per row (add or remove one row of the train split): a person with several rows "
     "is protected only as a group of rows, with a correspondingly weaker epsilon.",
     "Only the model directory and what is sampled from it carry the guarantee. Files made from the real "
@@ -104,6 +104,11 @@ NOT_COVERED = (
     "published manifest, datasheet and public report carry the verdict and its validation scores: a few "
     "scalar scores computed on the real rows, outside the budget (the datasheet's schema table shows only "
     "what is declared public).",
+)
+
+#: What differential privacy here does not cover, in plain sentences (the ledger's ``not_covered``).
+NOT_COVERED = (
+    *SCOPE_NOT_COVERED,
     "The level sets are decided on the real train split before training (levels seen fewer than "
     "data.min_level_count times are pooled at ingest; column kinds are inferred from the values); "
     "they are used as the public domain, not released privately.",

@@ -30,6 +30,7 @@ from synthgen.synthesizers.tabular import TabularSynthesizer
 from synthgen.synthesizers.tabular_gan.dp_ledger import PUBLIC_SOURCE, public_items
 from synthgen.training.callbacks import CallbackList
 from synthgen.training.device import resolve_device
+from synthgen.training.dp import SCOPE_NOT_COVERED
 from synthgen.transformers.prepare import TablePreparer
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,7 @@ NOT_REPRODUCIBLE_BECAUSE = (
 
 #: What differential privacy here does not cover, in plain sentences (the ledger's ``not_covered``).
 NOT_COVERED = (
-    "The guarantee is per row (add or remove one row of the train split): a person with several rows "
-    "is protected only as a group of rows, with a correspondingly weaker epsilon.",
-    "Only the model directory and what is sampled from it carry the guarantee. Files made from the real "
-    "rows outside the model - schema.json and the splits (ingest), validation.json, the full report.html "
-    "and the metrics in MLflow - hold exact statistics of the real data and stay with the data owner. The "
-    "published manifest, datasheet and public report carry the verdict and its validation scores: a few "
-    "scalar scores computed on the real rows, outside the budget.",
+    *SCOPE_NOT_COVERED,
     "The level sets and numeric ranges are decided on the real train split before training (levels seen "
     "fewer than data.min_level_count times are pooled at ingest; column kinds and ranges are inferred "
     "from the values); they are used as the public domain, not released privately.",
