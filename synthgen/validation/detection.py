@@ -3,10 +3,10 @@
 As many real (train) as synthetic rows (at most ``max_rows`` each, sampled) are encoded
 by :meth:`~synthgen.validation.encoding.MixedEncoder.features` (numbers scaled by the
 real range but not clamped, so out-of-range values stay visible; one-hot categories under
-the level cap of training, ``max_categories``; missing indicators) and labelled real 0 / synthetic 1. Two classifiers are scored by
-stratified 3-fold cross-validated ROC AUC (mean over folds, as SDMetrics'
-LogisticDetection): a logistic regression on standardized features and a histogram
-gradient-boosted tree model.
+the level cap of training, ``max_categories``; missing indicators) and labelled real 0 /
+synthetic 1. Two classifiers are scored by stratified 3-fold cross-validated ROC AUC (mean
+over folds, as SDMetrics' LogisticDetection): a logistic regression on standardized
+features and a histogram gradient-boosted tree model.
 
 * ``detection_auc``: the larger of the two AUCs, floored at 0.5 (0.5 = indistinguishable,
   1 = always told apart). AUCs under 0.5 happen when synthetic rows duplicate real

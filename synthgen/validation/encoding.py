@@ -194,7 +194,8 @@ class MixedEncoder:
                 levels.append(every)
                 keys.append(None)
         capped = keys if any(k is not None for k in keys) else None
-        return cls(schema, numeric, discrete, np.array(lo), np.array(span), np.array(with_missing, bool), levels, capped)
+        return cls(schema, numeric, discrete, np.array(lo), np.array(span), np.array(with_missing, bool), levels,
+                   capped)
 
     @property
     def columns(self) -> list[str]:
@@ -358,7 +359,8 @@ def nearest(
     w = torch.ones(d) if weights is None else torch.from_numpy(np.asarray(weights, np.float32))
     w2 = w * w
     c = min(max(k, n_candidates), m)
-    per_row = 4 * c * (3 * d + (3 * q_pool.shape[1] if exact_pool else 0)) + (8 * m * (1 + exact_pool) if c < m else 0) + 64
+    # bytes per query row: candidates' coordinates (3 float32 temporaries), pooled codes, proxy distances
+    per_row = 4 * c * 3 * (d + (q_pool.shape[1] if exact_pool else 0)) + (8 * m * (1 + exact_pool) if c < m else 0) + 64
     step = max(1, min(n, block_bytes // per_row))
     if c < m:  # |r w|^2, a block of reference rows at a time (no weighted copy of the reference)
         r_step = max(1, block_bytes // (8 * d + 8))

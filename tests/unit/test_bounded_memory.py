@@ -72,8 +72,8 @@ def test_capped_distances_stay_exact(wide):
     assert (blind <= exact + 1e-6).all() and (blind < exact - 1e-6).any()
     # every privacy metric agrees with the uncapped encoding (the proxy sees pooled mismatches too)
     hold = syn.iloc[1000:].reset_index(drop=True)
-    a = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=None)["metrics"]
-    b = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=10)["metrics"]
+    a, b = (privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=cap, n_attack=300)["metrics"]
+            for cap in (None, 10))
     assert set(a) == set(b) and all(v is not None for v in a.values())
     assert all(b[k] == pytest.approx(a[k], abs=1e-6) for k in a), (a, b)
 
@@ -126,7 +126,8 @@ def test_validation_cap_reaches_the_verdict(wide, monkeypatch):
         return real_fit(cls, *args, **kwargs)
 
     monkeypatch.setattr(MixedEncoder, "fit", classmethod(spy))
-    verdict.validate_synthetic(train, syn, schema, ValidateConfig(), holdout=syn, max_categories=12)
+    verdict.validate_synthetic(train.iloc[:600], syn.iloc[:300], schema, ValidateConfig(), holdout=syn.iloc[300:600],
+                               max_categories=12)
     assert seen and set(seen) <= {12, None}  # None: only encoders of codes (never one-hot)
     assert 12 in seen
 
@@ -315,11 +316,11 @@ def test_reference_in_blocks(wide, monkeypatch):
     assert (nearest_in_blocks(query, np.array_split(ref, 7), 1)[0] <= approx[0] + 1e-7).all()
     # the synthetic table as a reference is encoded a block at a time; one block = one search
     schema, train, syn = wide
-    hold = syn.iloc[1000:].reset_index(drop=True)
-    whole = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=10)["metrics"]
+    hold = syn.iloc[1000:1400].reset_index(drop=True)
+    whole = privacy_report(train, syn.iloc[:400], schema, hold, ["x"], max_categories=10, n_attack=300)["metrics"]
     monkeypatch.setattr(encoding, "NN_BLOCK_BYTES", 4 * 21 * 100)  # 100 encoded rows per block
     enc = MixedEncoder.fit(train, schema, others=[syn], max_categories=10)
     assert [len(b) for b in enc.encode_blocks(syn.iloc[:250])] == [100, 100, 50]
-    blocks = privacy_report(train, syn.iloc[:1000], schema, hold, ["x"], max_categories=10)["metrics"]
+    blocks = privacy_report(train, syn.iloc[:400], schema, hold, ["x"], max_categories=10, n_attack=300)["metrics"]
     assert blocks["mia_auc_distance"] == pytest.approx(whole["mia_auc_distance"], abs=0.02)
     assert blocks["dcr_synthetic_median"] == whole["dcr_synthetic_median"]  # train is one reference
