@@ -184,8 +184,9 @@ def sample(model_ref: str, rows: int, where: tuple[str, ...], seed: int | None, 
     from synthgen.consume import sample_to_file
 
     frame = _guarded(lambda: sample_to_file(model_ref, rows, out, where=where, seed=seed, tracking_uri=tracking_uri,
-                                            allow_unvalidated=allow_unvalidated))
-    click.echo(f"sample: {len(frame)} {'images' if 'file' in frame.columns else 'rows'} -> {out}")
+                                            allow_unvalidated=allow_unvalidated, keep=False))
+    drawn = frame.attrs.get("rows", len(frame))  # keep=False: rows went to the file chunk by chunk
+    click.echo(f"sample: {drawn} {'images' if 'file' in frame.columns else 'rows'} -> {out}")
 
 
 @cli.command(name="upgrade-model")

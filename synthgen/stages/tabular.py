@@ -78,7 +78,8 @@ def generate(params: Params) -> dict[str, Any]:
 
         train_split = read_parquet(layout.train, "train split")
         with phases("privacy filter"):
-            frame, dropped = privacy_filter(frame, train_split, params.validate_.privacy_filter, model.schema)
+            frame, dropped = privacy_filter(frame, train_split, params.validate_.privacy_filter, model.schema,
+                                            max_categories=params.data.max_categories)
         frame = frame.reset_index(drop=True)
         log.info("privacy filter: dropped %d of %d rows closer than %g to a training row",
                  dropped, rows, params.validate_.privacy_filter)
@@ -138,6 +139,7 @@ def validate(params: Params, synthetic: str | Path | None = None, out: str | Pat
         train_split, frame, schema, params.validate_, extra_metrics=extra, holdout=holdout,
         target=params.data.target, sensitive_columns=params.validate_.sensitive,
         docs_dir=None if audit else layout.data_docs, phases=phases,
+        max_categories=params.data.max_categories,  # the level cap training used: bounded encodings
     )
     if audit:
         target = Path(out) if out else Path(synthetic).with_suffix(".validation.json")
