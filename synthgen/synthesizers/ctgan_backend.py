@@ -38,6 +38,7 @@ import importlib
 import logging
 import math
 import pickle
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -112,6 +113,12 @@ CTGAN_GLOBALS: tuple[str, ...] = (
 )
 
 
+#: ``torch.serialization.safe_globals`` sets one process-wide list and restores it on exit: two
+#: threads loading at once (a threaded sweep, Prefect's thread task runner) would end each
+#: other's allow-list mid-load. Every allow-listed load holds this lock.
+SAFE_LOAD_LOCK = threading.Lock()
+
+
 def allowed_globals() -> list[tuple[Any, str]]:
     """:data:`CTGAN_GLOBALS` resolved to ``(object, name)`` pairs for
     ``torch.serialization.safe_globals`` (names this installation lacks are left out)."""
@@ -137,7 +144,7 @@ def load_ctgan(path: Path) -> Any:
     from ctgan import CTGAN
 
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        with SAFE_LOAD_LOCK, torch.serialization.safe_globals(allowed_globals()):
             model = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise ModelError(f"{path.parent}: incomplete ctgan model ({path.name} missing)") from None

@@ -37,7 +37,7 @@ import pandas as pd
 from synthgen.errors import ModelError
 from synthgen.io import atomic_path
 from synthgen.synthesizers.base import META_FILE, Synthesizer, read_meta
-from synthgen.synthesizers.ctgan_backend import CTGANSynthesizer, allowed_globals, load_ctgan
+from synthgen.synthesizers.ctgan_backend import SAFE_LOAD_LOCK, CTGANSynthesizer, allowed_globals, load_ctgan
 from synthgen.synthesizers.image_cgan import ImageCGANSynthesizer
 from synthgen.synthesizers.persistence import FORMAT, FORMAT_KEY, check_format, unsafe_message
 from synthgen.synthesizers.tabular_gan import TabularGANSynthesizer
@@ -104,7 +104,7 @@ def _read_torch(path: Path) -> Any:
     import torch
 
     try:
-        with torch.serialization.safe_globals(allowed_globals()):
+        with SAFE_LOAD_LOCK, torch.serialization.safe_globals(allowed_globals()):
             return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ModelError(unsafe_message(path, exc)) from None

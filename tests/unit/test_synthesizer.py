@@ -148,3 +148,26 @@ def test_independent_missingness_comes_back_at_the_training_rate():
     back = prep.inverse_transform(prepared, np.random.default_rng(1))
     assert back["x"].isna().mean() == pytest.approx(0.2, abs=0.02)
     assert back["c"].isna().mean() == pytest.approx(0.1, abs=0.02)
+
+
+def test_ctgan_models_load_in_parallel_threads(fitted, tmp_path):
+    """torch's safe_globals list is process-wide: threads loading ctgan models at once (a
+    threaded sweep) must not end each other's allow-list mid-load."""
+    import threading
+
+    fitted.save(tmp_path / "model")
+    errors = []
+
+    def load_many():
+        try:
+            for _ in range(15):
+                synthgen.load(tmp_path / "model", allow_unvalidated=True)
+        except Exception as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=load_many) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
