@@ -45,7 +45,7 @@ test-slow: install
 HANG_LIMIT ?= 1800
 HANG_GUARD := $(shell command -v timeout >/dev/null 2>&1 && echo "timeout $(HANG_LIMIT)")
 
-test-team: install  ## the slow end-to-end tests: MLflow server, DVC remote and exp run, Prefect server, the demo's gate, image flows, a Dask sweep, the privacy/safety attacks, kill -9 recovery
+test-team: install  ## the slow end-to-end tests: MLflow server, DVC remote and exp run, Prefect server, the demo's gate, image flows, a Dask sweep, the privacy/safety attacks, kill -9 recovery, resume, torch.distributed (the fuzz test's big tiers: make test-slow)
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_demo_gate.py tests/e2e/test_dvc.py
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_team_prefect.py tests/e2e/test_team_storage.py
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_image_pipeline.py  # each in its own process: after the
@@ -53,6 +53,7 @@ test-team: install  ## the slow end-to-end tests: MLflow server, DVC remote and 
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_verdict_gate.py tests/e2e/test_published_is_synthetic.py tests/e2e/test_planted_pii.py
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_work_pool.py  # prefect.yaml on a process work pool, a worker
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_kill_recovery.py  # kill -9 x 30 + rerun, two writers, one SQLite store
+	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_resume_kill.py tests/e2e/test_distributed.py  # resume after SIGKILL; 2 gloo ranks
 
 serve: install  ## prefect server on 127.0.0.1:4200 + scheduled deployments of the tabular and image flows
 	$(BIN)/python -m pipelines.serve --start-server --port 4200 --server-log prefect-server.log
