@@ -308,7 +308,7 @@ def render_image_datasheet(manifest: dict[str, Any], schema: Any, model_meta: di
     out.append("")
     out += ["## Model", "",
             f"- family: `{manifest.get('model') or model_meta.get('name', '?')}` (class-conditional GAN)",
-            f"- {getattr(REGISTRY.get(family), 'epoch_unit', 'epochs')}: {epochs if epochs is not None else '?'} "
+            f"- epochs: {epochs if epochs is not None else '?'} "
             f"configured, {epochs_run if epochs_run is not None else '?'} run",
             f"- discriminator augmentation: {augment.get('mode', '?')}"
             + (f" (final ADA p {_fmt(augment.get('ada_p'))})" if augment.get("ada_p") is not None else ""),
