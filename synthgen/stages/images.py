@@ -26,9 +26,9 @@ modalities share is in :mod:`synthgen.stages.common`. Outputs under
 Metrics come from :func:`synthgen.validation.images.image_report` (the detection test
 against the real holdout, FID/KID/precision/recall in random-CNN, pixel/HOG and judge
 features beside the holdout's own values, metric failures, generated-class accuracy,
-TSTR, memorization) and are checked against ``validate.min`` / ``validate.max``. When
-params leave those two unset, the image defaults :data:`IMAGE_MIN` / :data:`IMAGE_MAX`
-apply (the tabular defaults name tabular metrics): ``image_detection_auc`` ≤ 0.8,
+TSTR, memorization) and are checked against ``validate.min`` / ``validate.max`` merged
+over the image defaults :data:`IMAGE_MIN` / :data:`IMAGE_MAX` (a metric params set replaces
+its default; the others stay): ``image_detection_auc`` ≤ 0.8,
 ``exact_copy_rate`` ≤ 0.05, ``memorization_share`` ≤ 0.1. The full report shows the
 generated grid, a real holdout grid and nearest-train-neighbour pairs; the public one
 shows no real image.
