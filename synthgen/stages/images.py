@@ -76,13 +76,9 @@ IMAGE_MAX: dict[str, float] = {"image_detection_auc": 0.8, "exact_copy_rate": 0.
 
 
 def thresholds(cfg: ValidateConfig) -> ValidateConfig:
-    """``validate`` with the image defaults where params leave ``min`` / ``max`` unset."""
-    update = {}
-    if "min" not in cfg.model_fields_set:
-        update["min"] = dict(IMAGE_MIN)
-    if "max" not in cfg.model_fields_set:
-        update["max"] = dict(IMAGE_MAX)
-    return cfg.model_copy(update=update) if update else cfg
+    """``validate`` merged over the image defaults (:meth:`ValidateConfig.with_defaults`, the
+    same merge :func:`synthgen.stages.validate` applies; merging twice changes nothing)."""
+    return cfg.with_defaults(IMAGE_MIN, IMAGE_MAX)
 
 
 def ingest(params: Params) -> dict[str, Any]:
