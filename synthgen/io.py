@@ -228,6 +228,17 @@ def output_lock(root: str | Path, command: str = "synthgen") -> Iterator[Path]:
                 os.close(HELD.pop(key)[0])
 
 
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` for the block, waiting for it (released on exit or
+    when the process dies); no lock where the platform has none."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        if fcntl is not None:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def acquire(path: Path, command: str) -> int:
     """Take the ``flock`` of ``path`` without waiting and write who holds it; return the fd.
 

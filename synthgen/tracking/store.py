@@ -18,10 +18,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-try:
-    import fcntl
-except ImportError:  # Windows: the first-use race is not guarded there
-    fcntl = None
+from synthgen.io import file_lock
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -30,16 +27,6 @@ def sqlite_path(uri: str) -> Path | None:
         return None
     path = uri.removeprefix("sqlite:///").split("?", 1)[0]
     return Path(path) if path and path != ":memory:" else None
-
-
-@contextlib.contextmanager
-def file_lock(path: Path):
-    """An exclusive, blocking ``flock`` on ``path`` for the block (released on exit or death)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        if fcntl is not None:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def open_client(uri: str) -> Any:
