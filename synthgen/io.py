@@ -208,6 +208,7 @@ def output_lock(root: str | Path, command: str = "synthgen") -> Iterator[Path]:
         BusyError: another process holds the lock (the message names it).
     """
     root = Path(root)
+    created = [d for d in (root, *root.parents) if not d.exists()]  # removed again if left empty
     root.mkdir(parents=True, exist_ok=True)
     key = str(root.resolve())
     with HELD_GUARD:
@@ -226,6 +227,9 @@ def output_lock(root: str | Path, command: str = "synthgen") -> Iterator[Path]:
             if HELD[key][1] == 0:
                 (root / LOCK_FILE).unlink(missing_ok=True)  # still locked: a waiter that opened it retries
                 os.close(HELD.pop(key)[0])
+                for folder in created:  # a refused run leaves no empty output.dir behind
+                    with contextlib.suppress(OSError):
+                        folder.rmdir()
 
 
 @contextlib.contextmanager
@@ -246,6 +250,7 @@ def acquire(path: Path, command: str) -> int:
     longer at ``path`` (deleted, then created anew by another process) is given up and
     taken again on the file that is there."""
     while True:
+        path.parent.mkdir(parents=True, exist_ok=True)  # a releasing writer may have removed it
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         if fcntl is None:
             log.warning("%s: this platform has no file locks; a second writer is not stopped", path.parent)

@@ -78,6 +78,15 @@ def test_the_lock_is_reentrant_in_one_process_and_exclusive_across_threads_of_it
     assert not (root / LOCK_FILE).exists()
 
 
+def test_a_lock_on_a_new_output_dir_leaves_nothing_when_nothing_was_written(tmp_path):
+    with output_lock(tmp_path / "a" / "b"):
+        assert (tmp_path / "a" / "b" / LOCK_FILE).exists()
+    assert list(tmp_path.iterdir()) == []  # the folders it made for the lock are gone
+    with output_lock(tmp_path / "a" / "b") as root:
+        (root / "kept.txt").write_text("x")
+    assert (tmp_path / "a" / "b" / "kept.txt").exists() and not (tmp_path / "a" / "b" / LOCK_FILE).exists()
+
+
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "two-renames"])
 def test_a_directory_is_replaced_whole(tmp_path, monkeypatch, exchange):
     if not exchange:
