@@ -175,7 +175,7 @@ class TabularModelConfig(ModelConfig):
 
 class MarginalsModelConfig(TabularModelConfig):
     """The options of ``dp_marginals`` (synthgen/synthesizers/dp_marginals/); ``epochs`` caps its adaptive rounds."""
-    bins: int = Field(20, ge=2, le=4096)  # equal-width bins per numeric column over its public range
+    bins: int | None = Field(None, ge=2, le=4096)  # equal-width bins per number over its public range; None: by rows
     max_order: Literal[2, 3] = 3  # the largest marginals the adaptive rounds may measure (2- or 3-way)
 
 

@@ -20,6 +20,8 @@ from synthgen.errors import ConditionError, ConfigError
 from synthgen.synthesizers import REGISTRY, load
 from synthgen.synthesizers.dp_marginals import DPMarginalsOptions, DPMarginalsSynthesizer, Discretiser
 from synthgen.synthesizers.dp_marginals import mechanisms
+from synthgen.synthesizers.dp_marginals.aim import start_sets
+from synthgen.synthesizers.dp_marginals.options import default_bins
 from tests.conftest import PENGUINS, tiny_params, write_params
 
 FAST = DPMarginalsOptions(init_steps=150, round_steps=40, final_steps=150)
@@ -60,18 +62,20 @@ def test_bins_come_from_the_public_schema_only(penguins, fitted):
     schema, train = penguins
     disc = fitted.discretiser_
     by_name = {a.name: a for a in disc.attributes}
+    assert fitted.config.bins == default_bins(len(train)) == 10  # model.bins unset: sqrt(275) / 4, at least 10
+    assert default_bins(3_563) == 15 and default_bins(43_153) == 50 and default_bins(10**7) == 50
     bill = by_name["bill_length_mm"]
-    assert bill.edges == pytest.approx(list(np.linspace(schema["bill_length_mm"].min, schema["bill_length_mm"].max, 21)))
-    assert bill.missing and bill.size == 21  # 20 bins and the missing level
-    flipper = by_name["flipper_length_mm"]  # integers: 60 values over [172, 231], 20 bins over +-0.5
-    assert flipper.edges[0] == 171.5 and flipper.edges[-1] == 231.5 and flipper.n_bins == 20
+    assert bill.edges == pytest.approx(list(np.linspace(schema["bill_length_mm"].min, schema["bill_length_mm"].max, 11)))
+    assert bill.missing and bill.size == 11  # 10 bins and the missing level
+    flipper = by_name["flipper_length_mm"]  # integers: 60 values over [172, 231], 10 bins over +-0.5
+    assert flipper.edges[0] == 171.5 and flipper.edges[-1] == 231.5 and flipper.n_bins == 10
     assert by_name["species"].levels == sorted(schema["species"].categories)
     # the same bins whatever the real values are (only the schema is read)
     shifted = train.assign(bill_length_mm=schema["bill_length_mm"].min)
     other = DPMarginalsSynthesizer(schema, MarginalsModelConfig(name="dp_marginals"), PrivacyConfig(epsilon=1.0))
     prepared = other._prepare(shifted)
-    assert Discretiser(other.preparer_, 20).to_dict() == disc.to_dict()
-    codes = Discretiser(other.preparer_, 20).encode(prepared)
+    assert Discretiser(other.preparer_, 10).to_dict() == disc.to_dict()
+    codes = Discretiser(other.preparer_, 10).encode(prepared)
     assert set(codes[:, disc.names.index("bill_length_mm")]) <= {0, 20}  # the lowest bin or missing
 
 
@@ -98,9 +102,13 @@ def test_accounting_recomputed_by_hand_from_the_ledger(fitted):
 def test_the_ledger_lists_every_release(fitted):
     ledger = fitted.extra_meta()["privacy_ledger"]
     releases = ledger["releases"]
-    d, rounds = len(fitted.discretiser_.attributes), fitted.rounds_run_
+    names, rounds = fitted.discretiser_.names, fitted.rounds_run_
     assert 1 <= rounds <= 3
-    assert [r["name"] for r in releases[:d]] == [f"1-way {a}" for a in fitted.discretiser_.names]
+    # the start: the target (species) paired with every other column
+    first = start_sets(fitted.discretiser_.sizes, names.index("species"), fitted.options.max_cells)
+    d = len(first)
+    assert d == len(names) - 1 and all(names.index("species") in r and len(r) == 2 for r in first)
+    assert [r["name"] for r in releases[:d]] == [f"2-way {' x '.join(names[a] for a in r)}" for r in first]
     selections = [r for r in releases if r["mechanism"] == "exponential mechanism"]
     gaussians = [r for r in releases if r["mechanism"] == "Gaussian mechanism"]
     assert len(releases) == d + 2 * rounds and len(selections) == rounds

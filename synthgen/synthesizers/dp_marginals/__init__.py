@@ -5,12 +5,13 @@ private synthesizers (MST, AIM; McKenna et al. 2021, 2022) and replaces the grap
 by a neural generator fitted to the noisy marginals (as GEM, RAP and MargNet do):
 
 1. **Discretise with public information only** (:mod:`.discretise`): categorical columns
-   over their schema levels, numeric columns into ``model.bins`` (default 20) equal-width
-   bins over the schema's public range, plus point masses and a missing level. Nothing is
+   over their schema levels, numeric columns into ``model.bins`` (unset: ``sqrt(n) / 4`` of
+   the ``n`` train rows, from 10 to 50) equal-width bins over the schema's public range, plus point masses and a missing level. Nothing is
    fitted on the real values (``data.public_bounds: true`` declares the schema public, as
    for ``tabular_gan`` under DP).
-2. **Measure adaptively under zCDP** (:mod:`.aim`, :mod:`.mechanisms`): every 1-way
-   marginal with the Gaussian mechanism, then up to ``model.epochs`` rounds (unset: 2 per
+2. **Measure adaptively under zCDP** (:mod:`.aim`, :mod:`.mechanisms`): with a
+   ``data.target`` its 2-way marginal with every other column, without one every 1-way
+   marginal, with the Gaussian mechanism, then up to ``model.epochs`` rounds (unset: 2 per
    column, at most 30) in which the exponential mechanism selects a 2-way or (``model.max_order:
    3``, the default) 3-way marginal of at most 10,000 cells by AIM's quality score, the
    Gaussian mechanism measures it and the generator is refitted; the noise is annealed
@@ -40,7 +41,7 @@ not bit-reproducible, exactly as ``tabular_gan`` under DP.
 
 **The privacy ledger** (``privacy_ledger`` in ``synthesizer.json``'s ``extra``, in the
 format of ``tabular_gan``'s, so the manifest and DATASHEET.md show it) lists every release
-- each 1-way and selected marginal with its ``sigma`` and sensitivity, each selection with
+- each marginal of the start and each selected one with its ``sigma`` and sensitivity, each selection with
 its epsilon and sensitivity, each with its ``rho`` - the totals ``rho``, ``epsilon_spent``
 and ``delta``, the mechanism, what is declared public (domains, bounds, bins) and what is
 not covered. ``epsilon_spent`` is in ``extra`` too, so ``validation.json`` carries it.

@@ -4,11 +4,16 @@ loop (McKenna et al., VLDB 2022) with a cap on rounds.
 The workload ``W`` is every ``max_order``-way marginal of the ``d`` attributes (every
 attribute set of that size); the candidates are every 2- to ``max_order``-way attribute set
 of at most ``max_cells`` cells. With ``R`` rounds (``model.epochs``) and a measurement share
-``alpha`` (0.9), the budget ``rho`` is cut into ``T = R + alpha * d`` units:
+``alpha`` (0.9), the budget ``rho`` is cut into ``T = R + alpha * m`` units (``m``: the
+measurements of the start):
 
-1. **One-way marginals.** Every attribute's counts are measured with the Gaussian
-   mechanism at ``sigma = sqrt(T / (2 * alpha * rho))`` (``alpha * rho / T`` each), and the
-   generator is fitted to them.
+1. **The start.** Without a target, every attribute's counts (its one-way marginal); with
+   a target (``data.target``), the 2-way marginal of the target with each other attribute
+   instead (the target's own counts when no pair is small enough), so the relation a
+   downstream model learns is measured from the start and every attribute's counts are
+   still known (by summing out the target). ``m`` measurements (``d`` or ``d - 1``), each
+   with the Gaussian mechanism at ``sigma = sqrt(T / (2 * alpha * rho))`` (``alpha * rho /
+   T`` each, ``T = R + alpha * m``), and the generator is fitted to them.
 2. **Rounds** ``t = 1 .. R``, each spending one unit ``rho / T``: the exponential mechanism
    with ``epsilon_t = sqrt(8 * (1 - alpha) * rho / T)`` picks the candidate ``r`` with AIM's
    quality score::
@@ -28,7 +33,7 @@ of at most ``max_cells`` cells. With ``R`` rounds (``model.epochs``) and a measu
    ``R``-th round at the latest - spends all that remains (``alpha`` of it measuring), so
    the whole budget is used and never exceeded.
 
-Without candidates (one attribute) or with ``R = 0`` the one-way marginals take the whole
+Without candidates (one attribute) or with ``R = 0`` the start's marginals take the whole
 budget. True marginals are counted once per attribute set and kept; they reach nothing
 but the two mechanisms. Progress goes to the callbacks as one epoch per round (loss,
 sigma, epsilon and rho spent so far, cells of the measured marginal); the scores, which
@@ -90,10 +95,26 @@ class TrueMarginals:
         return self._cache[attrs]
 
 
+def start_sets(sizes: list[int], target: int | None, max_cells: int) -> list[tuple[int, ...]]:
+    """The attribute sets measured first: every one-way marginal, or with a ``target`` the
+    pair (target, attribute) for every other attribute whose pair has at most ``max_cells``
+    cells (an attribute without one: its one-way marginal; the target's own counts only
+    when no pair was measured)."""
+    if target is None:
+        return [(a,) for a in range(len(sizes))]
+    sets: list[tuple[int, ...]] = []
+    for a in range(len(sizes)):
+        if a != target:
+            sets.append(tuple(sorted((a, target))) if sizes[a] * sizes[target] <= max_cells else (a,))
+    if not any(target in r for r in sets):
+        sets.append((target,))
+    return sets
+
+
 def run_aim(codes: np.ndarray, sizes: list[int], names: list[str], budget: ZCDPBudget, fitter: MarginalFitter,
             rounds: int, max_order: int, options: DPMarginalsOptions, callbacks: CallbackList,
-            label: Callable[[tuple[int, ...]], str] | None = None) -> AIMResult:
-    """Measure the one-way marginals, then up to ``rounds`` adaptively selected ones, fitting
+            label: Callable[[tuple[int, ...]], str] | None = None, target: int | None = None) -> AIMResult:
+    """Measure the start's marginals, then up to ``rounds`` adaptively selected ones, fitting
     ``fitter`` after each (see the module docstring).
 
     Args:
@@ -106,6 +127,7 @@ def run_aim(codes: np.ndarray, sizes: list[int], names: list[str], budget: ZCDPB
         options: engine knobs (measurement share, cell cap, annealing, step counts).
         callbacks: get ``on_epoch_end(round, logs)`` per round.
         label: names an attribute set in the ledger; default: its column names.
+        target: the target attribute's index (its pairs are measured first), or None.
     """
     n, d = codes.shape
     label = label or (lambda attrs: " x ".join(names[a] for a in attrs))
@@ -114,16 +136,19 @@ def run_aim(codes: np.ndarray, sizes: list[int], names: list[str], budget: ZCDPB
     cands, weights = candidates(sizes, max_order, options.max_cells)
     rounds = rounds if cands else 0
     rho = budget.remaining
-    units = rounds + alpha * d
-    sigma = math.sqrt(units / (2 * alpha * rho)) if rounds else math.sqrt(d / (2 * rho))
+    first = start_sets(sizes, target, options.max_cells)
+    units = rounds + alpha * len(first)
+    sigma = math.sqrt(units / (2 * alpha * rho)) if rounds else math.sqrt(len(first) / (2 * rho))
     epsilon = math.sqrt(8 * (1 - alpha) * rho / units) if rounds else 0.0
     measurements: list[Measurement] = []
-    for a in range(d):
-        values = budget.gaussian(truth((a,)), sigma, f"1-way {names[a]}",
-                                 f"the counts of the {sizes[a]} codes of {names[a]!r}")
-        measurements.append(Measurement((a,), values, sigma))
+    for r in first:
+        counts = truth(r)
+        values = budget.gaussian(counts, sigma, f"{len(r)}-way {label(r)}",
+                                 f"the counts of the {counts.size} cells of {label(r)}")
+        measurements.append(Measurement(r, values, sigma))
     loss = fitter.fit(measurements, options.init_steps)
-    log.info("dp_marginals: %d one-way marginals measured (sigma %.3g), loss %.3g", d, sigma, loss)
+    log.info("dp_marginals: %d first marginals measured (%s; sigma %.3g), loss %.3g", len(first),
+             "one-way" if target is None else f"pairs with {names[target]!r}", sigma, loss)
     sensitivity = float(weights.max()) if len(weights) else 1.0
     done = 0
     for t in range(rounds):

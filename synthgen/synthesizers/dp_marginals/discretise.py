@@ -7,7 +7,8 @@ Only public information decides the domains (the schema, declared public under
 * a categorical or boolean column: its schema levels in sorted order, plus the missing
   level ``__nan__`` when the schema says it may be missing;
 * a numeric column (continuous, integer, datetime in epoch seconds): ``bins`` equal-width
-  bins over its public range ``[min, max]`` (default :data:`DEFAULT_BINS`, ``model.bins``),
+  bins over its public range ``[min, max]`` (``model.bins``; unset: by the rows, see
+  :func:`~synthgen.synthesizers.dp_marginals.options.default_bins`),
   then one level per public point mass (exact values such as 0), then a missing level when
   the column may be missing. An integer column is binned over ``[min - 0.5, max + 0.5]``
   with at most one bin per integer, so a range of at most ``bins`` integers gets one bin

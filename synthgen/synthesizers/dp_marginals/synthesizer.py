@@ -24,7 +24,9 @@ from synthgen.synthesizers.dp_marginals.generator import (
     MarginalFitter, MarginalNetwork, Measurement, draw_codes, one_cpu_thread,
 )
 from synthgen.synthesizers.dp_marginals.mechanisms import ZCDPBudget
-from synthgen.synthesizers.dp_marginals.options import FAMILY_DEFAULTS, DPMarginalsOptions, default_rounds
+from synthgen.synthesizers.dp_marginals.options import (
+    FAMILY_DEFAULTS, DPMarginalsOptions, default_bins, default_rounds,
+)
 from synthgen.synthesizers.persistence import load_tensors, read_json, save_tensors, write_json
 from synthgen.synthesizers.tabular import TabularSynthesizer
 from synthgen.synthesizers.tabular_gan.dp_ledger import PUBLIC_SOURCE, public_items
@@ -39,7 +41,8 @@ MODEL_FILE = "dp_marginals.pt"  # generator weights and the noisy measurements: 
 TRANSFORMERS_FILE = "transformers.json"  # the fitted preparer and discretiser
 CONDITION_BATCH = 100_000  # most latents drawn per pass of conditional sampling
 
-MECHANISM = ("dp_marginals: AIM-style adaptive marginals under zCDP - every 1-way marginal, then marginals "
+MECHANISM = ("dp_marginals: AIM-style adaptive marginals under zCDP - every 1-way marginal (with a target: its "
+             "pair with every other column), then marginals "
              "selected by the exponential mechanism, measured with the Gaussian mechanism; a neural "
              "generator fitted to the noisy marginals (post-processing)")
 
@@ -72,7 +75,7 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
     :mod:`synthgen.synthesizers.dp_marginals`). ``privacy.epsilon`` is required.
 
     ``model.epochs`` caps the adaptive rounds (unset: :func:`default_rounds` of the
-    columns); ``model.bins`` and ``model.max_order`` shape the measurements;
+    columns); ``model.bins`` (unset: :func:`default_bins` of the rows) and ``model.max_order`` shape the measurements;
     ``batch_size``, ``generator_dim``, ``embedding_dim``, ``lr``, ``seed`` and ``device``
     shape the generator; ``checkpoint_every`` and ``pac`` are not used (a fit takes seconds
     to a minute; there is no critic).
@@ -102,7 +105,12 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
 
     # -- fit ------------------------------------------------------------------------------------
     def _resolve_config(self, n_rows: int) -> None:
-        """``model.epochs`` unset: :func:`default_rounds` of the modelled columns."""
+        """``model.epochs`` unset: :func:`default_rounds` of the modelled columns;
+        ``model.bins`` unset: :func:`default_bins` of the train rows."""
+        if self.config.bins is None:
+            bins = default_bins(n_rows)
+            self.config = self.config.model_copy(update={"bins": bins})
+            log.info("dp_marginals: %d bins per numeric column for %d rows (model.bins unset)", bins, n_rows)
         if self._epochs_explicit:
             return
         rounds = default_rounds(sum(c.modelled for c in self.schema.columns))
@@ -122,8 +130,10 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
         fitter = MarginalFitter(self.discretiser_.sizes, n, cfg.embedding_dim, list(cfg.generator_dim), cfg.lr,
                                 cfg.batch_size, cfg.seed, self.device_)
         with one_cpu_thread(self.device_):  # small products: threads only spin (see one_cpu_thread)
+            target = self.discretiser_.names.index(self.schema.target) \
+                if self.schema.target in self.discretiser_.names else None
             result = run_aim(codes, self.discretiser_.sizes, self.discretiser_.names, budget, fitter, cfg.epochs,
-                             cfg.max_order, self.options, callbacks)
+                             cfg.max_order, self.options, callbacks, target=target)
         self.generator_ = fitter.network
         self.measurements_ = result.measurements
         self.rounds_run_ = result.rounds_run
@@ -136,13 +146,19 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
         self.preparer_.schema = self.schema
 
     def released_missing_rates(self) -> dict[str, float]:
-        """Each possibly missing column's missing share in its noisy 1-way measurement
-        (clipped at 0): post-processing of a release."""
+        """Each possibly missing column's missing share in the first noisy measurement that
+        holds it (its one-way counts, or summed out of a pair; clipped at 0): post-processing
+        of a release."""
         out: dict[str, float] = {}
+        sizes = self.discretiser_.sizes
         for m in self.measurements_:
-            attr = self.discretiser_.attributes[m.attrs[0]]
-            if len(m.attrs) == 1 and attr.missing_code is not None and attr.name not in out:
-                counts = np.clip(m.values, 0, None)
+            table = m.values.reshape(tuple(sizes[a] for a in m.attrs))
+            for axis, index in enumerate(m.attrs):
+                attr = self.discretiser_.attributes[index]
+                if attr.missing_code is None or attr.name in out:
+                    continue
+                others = tuple(i for i in range(len(m.attrs)) if i != axis)
+                counts = np.clip(table.sum(axis=others) if others else table, 0, None)
                 out[attr.name] = float(counts[attr.missing_code] / counts.sum()) if counts.sum() > 0 else 0.0
         return out
 
