@@ -45,6 +45,11 @@ test-slow: install
 HANG_LIMIT ?= 1800
 HANG_GUARD := $(shell command -v timeout >/dev/null 2>&1 && echo "timeout $(HANG_LIMIT)")
 
+# kill -9 + rerun rounds of test_kill_recovery in test-team: 30 take ~18 min on 2 cores, past CI's
+# 45-minute budget for .ci/run with the rest; the 30-kill measurement of BENCHMARKS.md is
+# `SYNTHGEN_KILLS=30 pytest -m slow tests/e2e/test_kill_recovery.py` (the test's own default)
+TEAM_KILLS ?= 10
+
 test-team: install  ## the slow end-to-end tests: MLflow server, DVC remote and exp run, Prefect server, the demo's gate, image flows, a Dask sweep, the privacy/safety attacks, kill -9 recovery, resume, torch.distributed (the fuzz test's big tiers: make test-slow)
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_demo_gate.py tests/e2e/test_dvc.py
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_team_prefect.py tests/e2e/test_team_storage.py
@@ -52,7 +57,7 @@ test-team: install  ## the slow end-to-end tests: MLflow server, DVC remote and 
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_sweep.py           # Prefect-server tests, both hung in-process
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_verdict_gate.py tests/e2e/test_published_is_synthetic.py tests/e2e/test_planted_pii.py
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_work_pool.py  # prefect.yaml on a process work pool, a worker
-	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_kill_recovery.py  # kill -9 x 30 + rerun, two writers, one SQLite store
+	SYNTHGEN_KILLS=$(TEAM_KILLS) $(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_kill_recovery.py  # kill -9 + rerun, two writers, one SQLite store
 	$(HANG_GUARD) $(BIN)/python -m pytest -m slow tests/e2e/test_resume_kill.py tests/e2e/test_distributed.py  # resume after SIGKILL; 2 gloo ranks
 
 serve: install  ## prefect server on 127.0.0.1:4200 + scheduled deployments of the tabular and image flows

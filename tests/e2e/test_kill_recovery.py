@@ -5,7 +5,8 @@
 The kill test prints (and records as test properties) how many kills it tried, how many
 reruns recovered and the seconds each kill cost; BENCHMARKS.md ("Crash safety") has a
 run of it: ``pytest -m slow tests/e2e/test_kill_recovery.py -s``. ``SYNTHGEN_KILLS``
-sets the number of kills (default 30).
+sets the number of kills (default 30; ``make test-team``, which CI runs, sets 10 - ``TEAM_KILLS``
+in the Makefile - to keep ``.ci/run`` within its 45 minutes).
 """
 
 from __future__ import annotations

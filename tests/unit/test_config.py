@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from synthgen.config import load_params
+from synthgen.config import PRIVATE_DEFAULT_MODEL, load_params, parse_params
 from synthgen.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,6 +39,17 @@ def test_overrides_are_typed(tmp_path):
     assert params.model.epochs == 3
     assert params.privacy.epsilon == 2.5
     assert params.data.target is None
+
+
+def test_a_private_table_run_without_a_model_name_uses_dp_marginals():
+    # the repo's params.yaml leaves model.name unset: tabular_gan, or dp_marginals with a budget
+    assert load_params(ROOT / "params.yaml").model.name == "tabular_gan"
+    private = load_params(ROOT / "params.yaml", ["privacy.epsilon=1"])
+    assert private.model.name == PRIVATE_DEFAULT_MODEL == "dp_marginals" and private.flat()["model.name"] == "dp_marginals"
+    named = load_params(ROOT / "params.yaml", ["privacy.epsilon=1", "model.name=tabular_gan"])
+    assert named.model.name == "tabular_gan"  # an explicit name is kept (DP-SGD)
+    images = parse_params({"data": {"path": "x", "kind": "image"}, "model": {}, "privacy": {"epsilon": 1}})
+    assert images.model.name != "dp_marginals"  # tables only
 
 
 @pytest.mark.parametrize(

@@ -1,43 +1,22 @@
-"""Typed configuration: one model per ``params.yaml`` section, validated once at the edge.
-
-``params.yaml`` has one section per pipeline stage (``data`` for ingest, ``model`` and
-``privacy`` for train, ``generate``, ``validate``, ``augment``) plus the shared ``tracking`` and
-``output`` sections, and ``sweep`` (a grid of params run by ``pipelines/sweep_flow.py``). Unknown keys are errors, never silently ignored.
-
-Example::
-
-    params = load_params("params.yaml", ["model.epochs=3"])
-    params.model.epochs  # -> 3
-"""
+"""The sections of ``params.yaml`` other than ``model``, the whole (:class:`Params`) and its
+loading: one typed model per section, validated once at the edge; unknown keys are errors."""
 
 from __future__ import annotations
 
 import json
-import logging
 import re
-import warnings
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from synthgen.config.base import MAX_SEED, ColumnKind, Section
+from synthgen.config.model import ModelSection
 from synthgen.errors import ConfigError
 
-log = logging.getLogger(__name__)
 
-ColumnKind = Literal["continuous", "integer", "categorical", "boolean", "datetime", "id"]
-MAX_SEED = 2**31 - 1  # numpy, torch and scikit-learn take unsigned 32-bit seeds, and seed + i must fit too
-MAX_WIDTH = 2**13  # the widest layer a model may ask for (generator_dim, discriminator_dim, embedding_dim)
-MAX_BATCH = 2**16  # the largest model.batch_size (a batch of 10^9 rows asks torch for 64 GB at once)
-
-
-class _Section(BaseModel):
-    # inf and nan are refused in every number (a YAML .inf threshold or a 1e400 --set value)
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     """``data``: what to read and how to split it (the ingest stage)."""
 
     path: str  # CSV, Parquet, or (kind: image) a folder / .npz
@@ -97,157 +76,7 @@ class DataConfig(_Section):
         if size < 8 or size > 256 or size & (size - 1):
             raise ValueError(f"must be a power of two from 8 to 256, got {size}")
         return size
-
-
-#: ``model.checkpoint_every`` when params leave it unset: a checkpoint after every two minutes
-#: of training (and after the last epoch). Writing one takes milliseconds for the table models
-#: and well under a second for the image ones, so it costs under 1% of training time, and a
-#: killed run loses at most two minutes of training.
-DEFAULT_CHECKPOINT_EVERY = "2m"
-
-_DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|sec|secs|seconds?|m|min|mins|minutes?|h|hours?)$")
-_UNIT_SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def checkpoint_interval(value: Any) -> tuple[int, float]:
-    """``model.checkpoint_every`` as ``(epochs, seconds)`` between checkpoints; ``(0, 0.0)`` is off.
-
-    Args:
-        value: a whole number of epochs (``0``: no checkpoints), or a duration of training
-            between checkpoints as a string: a number with ``s``, ``m``/``min`` or ``h``
-            (``"90s"``, ``"2m"``, ``"1.5h"``); a string of digits counts epochs.
-
-    Returns:
-        ``(epochs, 0.0)`` for an epoch count, ``(0, seconds)`` for a duration.
-
-    Raises:
-        ValueError: anything else (a negative number, an unknown unit, a boolean).
-    """
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value, 0.0
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text.isdigit():
-            return int(text), 0.0
-        match = _DURATION.match(text)
-        if match:
-            return 0, float(match.group(1)) * _UNIT_SECONDS[match.group(2)[0]]
-    raise ValueError(f"expected a whole number of epochs (0 = no checkpoints) or a duration such as "
-                     f"'90s', '2m' or '1h', got {value!r}")
-
-
-class ModelConfig(_Section):
-    """``model``: the options every synthesizer family takes (the train stage).
-
-    A family's own options live in its subclass (:class:`TabularModelConfig`,
-    :class:`ImageModelConfig`); a family is given only its own options (see
-    :func:`family_config`), so a table model never carries image options.
-    """
-
-    name: str = "tabular_gan"  # a key of synthgen.synthesizers.REGISTRY (validated there)
-    epochs: int = Field(300, ge=1)  # unset: the family decides (ctgan 300; tabular_gan a 3000-step budget)
-    seed: int = Field(0, ge=0, le=MAX_SEED)
-    batch_size: int = Field(500, ge=2, le=MAX_BATCH)
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    generator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
-    discriminator_dim: list[Annotated[int, Field(ge=1, le=MAX_WIDTH)]] = [256, 256]
-    embedding_dim: int = Field(128, ge=1, le=MAX_WIDTH)
-    lr: float = Field(2e-4, gt=0, le=1)  # Adam's step size (torch overflows long before 1e300)
-    # checkpoints (GANLoop): a whole number of epochs, or a duration ("90s", "2m", "1h") of training
-    # between two; also after the last epoch; 0 = none. Default 2m (see checkpoint_interval)
-    checkpoint_every: int | str = DEFAULT_CHECKPOINT_EVERY
-
-    @field_validator("checkpoint_every", mode="before")
-    @classmethod
-    def _checkpoint_interval(cls, value: Any) -> int | str:
-        checkpoint_interval(value)  # raises ValueError naming the accepted forms
-        if isinstance(value, str):
-            value = re.sub(r"\s+", "", value).lower()
-            return int(value) if value.isdigit() else (0 if checkpoint_interval(value) == (0, 0.0) else value)
-        return value
-
-
-class TabularModelConfig(ModelConfig):
-    """The options of the table families (``tabular_gan``, ``ctgan``)."""
-
-    pac: int = Field(10, ge=1, le=128)  # rows the critic judges together (its input is pac rows wide)
-
-
-class MarginalsModelConfig(TabularModelConfig):
-    """The options of ``dp_marginals`` (synthgen/synthesizers/dp_marginals/); ``epochs`` caps its adaptive rounds."""
-    bins: int | None = Field(None, ge=2, le=4096)  # equal-width bins per number over its public range; None: by rows
-    max_order: Literal[2, 3] = 3  # the largest marginals the adaptive rounds may measure (2- or 3-way)
-
-
-class ImageModelConfig(ModelConfig):
-    """The options of ``image_cgan`` (see synthgen/synthesizers/image_cgan/, synthgen/training/disc_augment.py)."""
-
-    name: str = "image_cgan"
-    disc_augment: Literal["none", "diffaugment", "ada"] = "ada"  # augmentation at the discriminator input
-    ada_target: float = Field(0.6, gt=0, lt=1)  # ADA: target of r_t = E[sign(D(real))]
-    ada_kimg: float = Field(20.0, gt=0)  # ADA: p can move 1.0 per this many thousand real images (paper: 500)
-    ada_interval: int = Field(4, ge=1)  # ADA: adjust p every this many steps
-    ada_orientation: bool = True  # ADA: x-flips and rotations too (false for digits, text: they change the class)
-    ema: float = Field(0.999, ge=0, lt=1)  # decay of the generator EMA used for sampling; 0 = off
-    r1_gamma: float = Field(0.0, ge=0)  # R1 penalty weight on non-augmented reals; 0 = off
-    sample_every: int = Field(0, ge=0)  # epochs between sample grids logged to MLflow; 0 = last epoch only
-
-
-#: Keys renamed since 0.1.0: the old spelling still works, with a warning.
-RENAMED_MODEL_KEYS = {"augment": "disc_augment"}
-
-
-def _renamed(data: Any, quiet: bool = False) -> Any:
-    if not isinstance(data, dict) or not any(old in data for old in RENAMED_MODEL_KEYS):
-        return data
-    data = dict(data)
-    for old, new in RENAMED_MODEL_KEYS.items():
-        if old not in data:
-            continue
-        value = data.pop(old)
-        if new in data:
-            raise ValueError(f"set {new} (the new name of {old}), not both")
-        data[new] = value
-        if not quiet:
-            warnings.warn(f"model.{old} is deprecated; it is now model.{new}", FutureWarning, stacklevel=2)
-    return data
-
-
-class ModelSection(MarginalsModelConfig, ImageModelConfig):
-    """The ``model`` section of params.yaml: every family's options, validated together.
-
-    Unset fields stay unset (``model_fields_set``) so families apply their own defaults.
-    """
-
-    name: str = "tabular_gan"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _old_names(cls, data: Any) -> Any:
-        return _renamed(data)
-
-
-FamilyConfig = TypeVar("FamilyConfig", bound=ModelConfig)
-
-
-def family_config(section: ModelConfig | dict[str, Any], config_class: type[FamilyConfig],
-                  quiet: bool = False) -> FamilyConfig:
-    """The options of one family out of a ``model`` section (or a saved model's config dict).
-
-    Only the fields ``config_class`` has are kept, and only those set explicitly stay set,
-    so the family's defaults fill the rest. An explicitly set option of another family is
-    ignored with a warning (``quiet=True``: silently, as when loading a saved model).
-    """
-    if isinstance(section, dict):
-        section = ModelSection.model_validate(_renamed(section, quiet=True))
-    own = config_class.model_fields
-    foreign = sorted(k for k in section.model_fields_set if k not in own)
-    if foreign and not quiet:
-        log.warning("model.%s: not an option of %s; ignored", ", model.".join(foreign), section.name)
-    return config_class(**{k: getattr(section, k) for k in section.model_fields_set if k in own})
-
-
-class PrivacyConfig(_Section):
+class PrivacyConfig(Section):
     """``privacy``: differential privacy for the critic; off while ``epsilon`` is null."""
 
     epsilon: float | None = Field(None, gt=0)
@@ -258,7 +87,7 @@ class PrivacyConfig(_Section):
     grad_sample_mode: Literal["ghost", "hooks", "functorch", "ew"] = "ghost"  # Opacus per-sample mode
 
 
-class GenerateConfig(_Section):
+class GenerateConfig(Section):
     """``generate``: how many synthetic rows to draw."""
 
     rows: int | None = Field(None, ge=1)  # default: as many as the training split
@@ -271,7 +100,7 @@ TABLE_MIN: dict[str, float] = {"quality_score": 0.6, "gx_success_rate": 0.8}
 TABLE_MAX: dict[str, float] = {"exact_copy_rate": 0.05, "dcr_overfitting_share": 0.6, "mia_auc": 0.75}
 
 
-class ValidateConfig(_Section):
+class ValidateConfig(Section):
     """``validate``: thresholds of the verdict. ``min`` are floors, ``max`` are ceilings; set ones
     merge over the data kind's defaults (:meth:`with_defaults`, applied by the validate stage):
     ``max: {mia_auc: 0.9}`` keeps the other privacy ceilings. Relax one by setting it (``mia_auc: 1``)."""
@@ -297,7 +126,7 @@ class ValidateConfig(_Section):
         return self.model_copy(update={"min": {**floors, **own_min}, "max": {**ceilings, **own_max}})
 
 
-class AugmentConfig(_Section):
+class AugmentConfig(Section):
     """``augment``: grow the real train split with conditional synthetic rows of ``data.target``.
 
     ``rebalance`` lifts every class to ``ratio`` x the majority class count; ``enlarge``
@@ -316,7 +145,7 @@ class AugmentConfig(_Section):
     minority: str | None = None  # class whose recall is reported; null: the rarest train class
 
 
-class TrackingConfig(_Section):
+class TrackingConfig(Section):
     """``tracking``: where MLflow runs go; set ``uri`` to a team server to share."""
 
     uri: str | None = "sqlite:///mlflow.db"  # null disables tracking
@@ -342,7 +171,7 @@ def parse_constraint(text: str) -> tuple[str, float]:
     return match.group(1), float(match.group(2))
 
 
-class SelectRule(_Section):
+class SelectRule(Section):
     """``sweep.select``: how the best grid point is chosen (see :func:`synthgen.stages.sweep.select`)."""
 
     maximize: str | None = "quality_score"  # metric to maximize; exactly one of maximize / minimize
@@ -371,7 +200,7 @@ class SelectRule(_Section):
         return self
 
 
-class SweepConfig(_Section):
+class SweepConfig(Section):
     """``sweep``: a grid of params run as one pipeline per point (``pipelines/sweep_flow.py``).
 
     Each grid key is a ``section.key`` of params.yaml, as in ``--set``; the points are the
@@ -398,13 +227,17 @@ class SweepConfig(_Section):
         return grid
 
 
-class OutputConfig(_Section):
+class OutputConfig(Section):
     """``output``: where every artifact of a run is written."""
 
     dir: str = "outputs/demo"
 
 
-class Params(_Section):
+#: ``model.name`` of a table run with ``privacy.epsilon`` set and no ``model.name`` given.
+PRIVATE_DEFAULT_MODEL = "dp_marginals"
+
+
+class Params(Section):
     """The whole of ``params.yaml``."""
 
     data: DataConfig
@@ -418,6 +251,14 @@ class Params(_Section):
     sweep: SweepConfig = SweepConfig()
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    @model_validator(mode="after")
+    def _private_default(self) -> Params:
+        # privacy.epsilon on a table, model.name not given: the private family the benchmark
+        # ranks first (BENCHMARKS.md, "Private synthetic tables"); a named model is kept
+        if self.privacy.epsilon is not None and self.data.kind == "tabular" and "name" not in self.model.model_fields_set:
+            self.model.name = PRIVATE_DEFAULT_MODEL
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         """Plain, JSON-ready dict with the same keys as params.yaml."""
