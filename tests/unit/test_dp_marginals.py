@@ -16,11 +16,13 @@ import torch
 
 from synthgen.config import DataConfig, MarginalsModelConfig, PrivacyConfig
 from synthgen.data.ingest import ingest
+from synthgen.data.schema import conform, infer_schema
 from synthgen.errors import ConditionError, ConfigError
 from synthgen.synthesizers import REGISTRY, load
 from synthgen.synthesizers.dp_marginals import DPMarginalsOptions, DPMarginalsSynthesizer, Discretiser
 from synthgen.synthesizers.dp_marginals import mechanisms
 from synthgen.synthesizers.dp_marginals.aim import start_sets
+from synthgen.synthesizers.dp_marginals.generator import MarginalFitter
 from synthgen.synthesizers.dp_marginals.options import default_bins
 from tests.conftest import PENGUINS, tiny_params, write_params
 
@@ -212,3 +214,31 @@ def test_save_load_and_pyfunc(fitted, tmp_path):
     rows = pyfunc.predict(pd.DataFrame({"rows": [7], "seed": [1], "conditions": ['{"island": "Dream"}'],
                                         "allow_unvalidated": [True]}))
     assert len(rows) == 7 and (rows["island"] == "Dream").all()
+
+
+@pytest.mark.parametrize("start", ["measured", "uniform"])
+def test_a_rare_level_measured_almost_exactly_keeps_its_mass(start, monkeypatch):
+    # 5 planted rows on an island no real penguin lives on (1.4% of 349), measured with
+    # almost no noise (epsilon 1000): the fitted model must give that level its share.
+    # "uniform" disables the measured start and shows the failure it prevents.
+    real = pd.read_csv(PENGUINS)
+    planted = real[real["species"] == "Chinstrap"].head(1).assign(island="Anvers")
+    table = pd.concat([real] + [planted] * 5, ignore_index=True)
+    schema = infer_schema(table, target="species")
+    train = conform(table, schema)
+    if start == "uniform":
+        monkeypatch.setattr(MarginalFitter, "start_at", lambda self, measurements: None)
+    shares = []
+    for seed in (1, 2):
+        synth = DPMarginalsSynthesizer(schema, MarginalsModelConfig(name="dp_marginals", seed=seed),
+                                       PrivacyConfig(epsilon=1000.0))
+        synth.options = FAST
+        synth.fit(train)
+        island = synth.discretiser_.names.index("island")
+        with torch.no_grad():
+            probs = synth.generator_(synth.generator_.anchors)[island].mean(0)
+        shares.append(float(probs[synth.discretiser_.attributes[island].levels.index("Anvers")]))
+    if start == "measured":
+        assert all(0.007 < s < 0.03 for s in shares), shares
+    else:
+        assert min(shares) < 0.002, shares  # the failure the measured start prevents

@@ -55,6 +55,8 @@ def one_cpu_thread(device: torch.device) -> Iterator[None]:
         torch.set_num_threads(before)
 
 
+SHARE_FLOOR = 1e-3  # of a uniform share: added before the log in MarginalFitter.start_at
+
 HEAD_SCALE = 5.0
 """The output layer starts at 5x PyTorch's default init, so the anchors' distributions
 differ from the start: a mixture of near-identical products needs many steps to break the
@@ -71,6 +73,19 @@ class Measurement:
     attrs: tuple[int, ...]
     values: np.ndarray
     sigma: float
+
+
+def one_way_counts(measurements: list[Measurement], sizes: list[int]) -> dict[int, np.ndarray]:
+    """Each attribute's counts in the first measurement that holds it (its one-way
+    marginal, or summed out of a larger one), clipped at 0: post-processing of releases."""
+    out: dict[int, np.ndarray] = {}
+    for m in measurements:
+        table = m.values.reshape(tuple(sizes[a] for a in m.attrs))
+        for axis, a in enumerate(m.attrs):
+            if a not in out:
+                others = tuple(i for i in range(len(m.attrs)) if i != axis)
+                out[a] = np.clip(table.sum(axis=others) if others else table, 0, None)
+    return out
 
 
 def init_linear(layer: nn.Linear, gen: torch.Generator) -> None:
@@ -172,7 +187,26 @@ class MarginalFitter:
         with one_cpu_thread(self.device):
             return self._fit(measurements, steps)
 
+    def start_at(self, measurements: list[Measurement]) -> None:
+        """Set the output biases to the log of each attribute's measured shares
+        (:func:`one_way_counts`, plus :data:`SHARE_FLOOR` of a uniform share), so the fit
+        starts at the measured one-way shares instead of pulling every anchor's softmax
+        there from near-uniform: that pull can overshoot a rare level to zero mass in every
+        anchor, where its gradient vanishes and Adam (remembering the large first gradients)
+        never brings it back. A level of 1.4% (5 rows of 349) measured almost exactly (epsilon
+        100) was fitted at 0.00-0.01% on 3 of 3 seeds before, 1.5-1.7% with this start."""
+        sizes = self.network.sizes
+        offsets = np.cumsum([0] + sizes)
+        with torch.no_grad():
+            for a, counts in one_way_counts(measurements, sizes).items():
+                shares = counts / max(float(counts.sum()), 1e-12) + SHARE_FLOOR / sizes[a]
+                self.network.head.bias[offsets[a]:offsets[a + 1]] = torch.as_tensor(
+                    np.log(shares / shares.sum()), dtype=torch.float32, device=self.device)
+        self._probs = None
+
     def _fit(self, measurements: list[Measurement], steps: int) -> float:
+        if self.steps_run == 0:
+            self.start_at(measurements)
         groups = self._groups(measurements)
         cells = float(sum(len(t) for _, t, _ in groups))
         self.network.train()

@@ -21,7 +21,7 @@ from synthgen.errors import ConditionError, ConfigError, ModelError
 from synthgen.synthesizers.dp_marginals.aim import run_aim
 from synthgen.synthesizers.dp_marginals.discretise import Discretiser
 from synthgen.synthesizers.dp_marginals.generator import (
-    MarginalFitter, MarginalNetwork, Measurement, draw_codes, one_cpu_thread,
+    MarginalFitter, MarginalNetwork, Measurement, draw_codes, one_cpu_thread, one_way_counts,
 )
 from synthgen.synthesizers.dp_marginals.mechanisms import ZCDPBudget
 from synthgen.synthesizers.dp_marginals.options import (
@@ -150,15 +150,9 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
         holds it (its one-way counts, or summed out of a pair; clipped at 0): post-processing
         of a release."""
         out: dict[str, float] = {}
-        sizes = self.discretiser_.sizes
-        for m in self.measurements_:
-            table = m.values.reshape(tuple(sizes[a] for a in m.attrs))
-            for axis, index in enumerate(m.attrs):
-                attr = self.discretiser_.attributes[index]
-                if attr.missing_code is None or attr.name in out:
-                    continue
-                others = tuple(i for i in range(len(m.attrs)) if i != axis)
-                counts = np.clip(table.sum(axis=others) if others else table, 0, None)
+        for index, counts in one_way_counts(self.measurements_, self.discretiser_.sizes).items():
+            attr = self.discretiser_.attributes[index]
+            if attr.missing_code is not None:
                 out[attr.name] = float(counts[attr.missing_code] / counts.sum()) if counts.sum() > 0 else 0.0
         return out
 
