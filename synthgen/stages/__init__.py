@@ -44,6 +44,9 @@ log = logging.getLogger(__name__)
 
 STAGE_NAMES = ("ingest", "train", "generate", "validate", "augment")
 
+#: ``privacy`` keys that only DP-SGD (``tabular_gan``) reads.
+DP_SGD_KEYS = frozenset({"noise_multiplier", "max_grad_norm", "accountant", "grad_sample_mode"})
+
 #: ``data.kind`` -> stage name -> implementation.
 MODALITIES: dict[str, dict[str, Callable[..., dict[str, Any]]]] = {
     "tabular": {"ingest": tabular.ingest, "train": tabular.train, "generate": tabular.generate,
@@ -60,7 +63,8 @@ def check(params: Params, source: str = "params") -> None:
     Raises:
         ConfigError: an unknown model, or a model of the other data kind; a family that is
             differentially private only (``requires_privacy``, e.g. ``dp_marginals``)
-            without ``privacy.epsilon``;
+            without ``privacy.epsilon``; a DP-SGD key (:data:`DP_SGD_KEYS`) set for a
+            family without DP-SGD;
             ``validate.privacy_filter`` set together with ``privacy.epsilon`` (the filter
             reads the real training rows after the DP fit, so the data it keeps would no
             longer be covered by the differential-privacy guarantee).
@@ -70,6 +74,13 @@ def check(params: Params, source: str = "params") -> None:
         raise ConfigError(
             f"{source}: privacy.epsilon is not set, but model.name {params.model.name!r} is differentially "
             "private and needs a budget: set privacy.epsilon (e.g. --set privacy.epsilon=3)"
+        )
+    sgd_keys = sorted(DP_SGD_KEYS & params.privacy.model_fields_set)
+    if sgd_keys and params.privacy.epsilon is not None and not getattr(REGISTRY[params.model.name], "dp_sgd", False):
+        raise ConfigError(
+            f"{source}: privacy.{sgd_keys[0]} is a setting of DP-SGD, which model.name {params.model.name!r} does "
+            "not use (it calibrates its own noise to privacy.epsilon); remove it, or set model.name: tabular_gan "
+            "for the DP-SGD GAN (privacy.epsilon without model.name runs dp_marginals)"
         )
     if params.validate_.privacy_filter is not None and params.privacy.epsilon is not None:
         raise ConfigError(

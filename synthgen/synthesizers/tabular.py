@@ -54,6 +54,7 @@ class TabularSynthesizer(Synthesizer):
     sample_unit: ClassVar[str] = "rows"
     native_conditions: ClassVar[bool] = False
     supports_privacy: ClassVar[bool] = False
+    dp_sgd: ClassVar[bool] = False  # privacy by DP-SGD: takes privacy.noise_multiplier, max_grad_norm, ...
     joint_missing: ClassVar[bool] = True  # see TablePreparer
     point_states: ClassVar[bool] = True  # see TablePreparer
 

@@ -50,6 +50,14 @@ def test_a_private_table_run_without_a_model_name_uses_dp_marginals():
     assert named.model.name == "tabular_gan"  # an explicit name is kept (DP-SGD)
     images = parse_params({"data": {"path": "x", "kind": "image"}, "model": {}, "privacy": {"epsilon": 1}})
     assert images.model.name != "dp_marginals"  # tables only
+    # a DP-SGD knob without model.name: refused before any work, naming the key and the way out
+    from synthgen.stages import load_params as load_checked
+
+    with pytest.raises(ConfigError, match=r"privacy\.noise_multiplier is a setting of DP-SGD.*model\.name: tabular_gan"):
+        load_checked(ROOT / "params.yaml", ["privacy.epsilon=1", "privacy.noise_multiplier=2"])
+    assert load_checked(ROOT / "params.yaml", ["privacy.epsilon=1", "privacy.noise_multiplier=2",
+                                               "model.name=tabular_gan"]).privacy.noise_multiplier == 2
+    assert load_checked(ROOT / "params.yaml", ["privacy.epsilon=1"]).model.name == "dp_marginals"
 
 
 @pytest.mark.parametrize(

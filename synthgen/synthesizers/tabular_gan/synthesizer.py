@@ -73,6 +73,7 @@ class TabularGANSynthesizer(TabularSynthesizer):
     joint_missing = True
     point_states = False  # point masses are modes of the normalizer (see ModeNormalizer)
     supports_privacy = True
+    dp_sgd = True  # Opacus on the critic: the DP-SGD knobs of the privacy section apply
     supports_distributed = True  # under torchrun (see synthgen.training.distributed)
 
     def __init__(self, schema, config=None, privacy=None, max_categories: int = 500,
