@@ -152,7 +152,8 @@ def main() -> None:
     parser.add_argument("--model", default="tabular_gan", choices=["tabular_gan", "dp_marginals"],
                         help="the family audited (default tabular_gan; dp_marginals: its default rounds and "
                              "bins, target species, DP settings only - it has no non-private mode)")
-    parser.add_argument("--epochs", type=int, default=300, help="tabular_gan: epochs of one step on penguins (default 300)")
+    parser.add_argument("--epochs", type=int, default=300,
+                        help="tabular_gan: epochs of one step on penguins (default 300)")
     parser.add_argument("--rows", type=int, default=2000, help="synthetic rows per trial (default 2000)")
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--threads", type=int, default=1)

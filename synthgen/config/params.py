@@ -256,7 +256,8 @@ class Params(Section):
     def _private_default(self) -> Params:
         # privacy.epsilon on a table, model.name not given: the private family the benchmark
         # ranks first (BENCHMARKS.md, "Private synthetic tables"); a named model is kept
-        if self.privacy.epsilon is not None and self.data.kind == "tabular" and "name" not in self.model.model_fields_set:
+        named = "name" in self.model.model_fields_set
+        if self.privacy.epsilon is not None and self.data.kind == "tabular" and not named:
             self.model.name = PRIVATE_DEFAULT_MODEL
         return self
 

@@ -45,7 +45,8 @@ def test_a_private_table_run_without_a_model_name_uses_dp_marginals():
     # the repo's params.yaml leaves model.name unset: tabular_gan, or dp_marginals with a budget
     assert load_params(ROOT / "params.yaml").model.name == "tabular_gan"
     private = load_params(ROOT / "params.yaml", ["privacy.epsilon=1"])
-    assert private.model.name == PRIVATE_DEFAULT_MODEL == "dp_marginals" and private.flat()["model.name"] == "dp_marginals"
+    assert private.model.name == PRIVATE_DEFAULT_MODEL == "dp_marginals"
+    assert private.flat()["model.name"] == "dp_marginals"
     named = load_params(ROOT / "params.yaml", ["privacy.epsilon=1", "model.name=tabular_gan"])
     assert named.model.name == "tabular_gan"  # an explicit name is kept (DP-SGD)
     images = parse_params({"data": {"path": "x", "kind": "image"}, "model": {}, "privacy": {"epsilon": 1}})
@@ -53,7 +54,8 @@ def test_a_private_table_run_without_a_model_name_uses_dp_marginals():
     # a DP-SGD knob without model.name: refused before any work, naming the key and the way out
     from synthgen.stages import load_params as load_checked
 
-    with pytest.raises(ConfigError, match=r"privacy\.noise_multiplier is a setting of DP-SGD.*model\.name: tabular_gan"):
+    refused = r"privacy\.noise_multiplier is a setting of DP-SGD.*model\.name: tabular_gan"
+    with pytest.raises(ConfigError, match=refused):
         load_checked(ROOT / "params.yaml", ["privacy.epsilon=1", "privacy.noise_multiplier=2"])
     assert load_checked(ROOT / "params.yaml", ["privacy.epsilon=1", "privacy.noise_multiplier=2",
                                                "model.name=tabular_gan"]).privacy.noise_multiplier == 2

@@ -6,7 +6,8 @@ by a neural generator fitted to the noisy marginals (as GEM, RAP and MargNet do)
 
 1. **Discretise with public information only** (:mod:`.discretise`): categorical columns
    over their schema levels, numeric columns into ``model.bins`` (unset: ``sqrt(n) / 4`` of
-   the ``n`` train rows, from 10 to 50) equal-width bins over the schema's public range, plus point masses and a missing level. Nothing is
+   the ``n`` train rows, from 10 to 50) equal-width bins over the schema's public range,
+   plus point masses and a missing level. Nothing is
    fitted on the real values (``data.public_bounds: true`` declares the schema public, as
    for ``tabular_gan`` under DP).
 2. **Measure adaptively under zCDP** (:mod:`.aim`, :mod:`.mechanisms`): with a

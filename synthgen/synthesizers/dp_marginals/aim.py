@@ -129,7 +129,7 @@ def run_aim(codes: np.ndarray, sizes: list[int], names: list[str], budget: ZCDPB
         label: names an attribute set in the ledger; default: its column names.
         target: the target attribute's index (its pairs are measured first), or None.
     """
-    n, d = codes.shape
+    n = len(codes)
     label = label or (lambda attrs: " x ".join(names[a] for a in attrs))
     truth = TrueMarginals(codes, sizes)
     alpha = options.measure_share

@@ -75,9 +75,9 @@ class DPMarginalsSynthesizer(TabularSynthesizer):
     :mod:`synthgen.synthesizers.dp_marginals`). ``privacy.epsilon`` is required.
 
     ``model.epochs`` caps the adaptive rounds (unset: :func:`default_rounds` of the
-    columns); ``model.bins`` (unset: :func:`default_bins` of the rows) and ``model.max_order`` shape the measurements;
-    ``batch_size``, ``generator_dim``, ``embedding_dim``, ``lr``, ``seed`` and ``device``
-    shape the generator; ``checkpoint_every`` and ``pac`` are not used (a fit takes seconds
+    columns); ``model.bins`` (unset: :func:`default_bins` of the rows) and ``model.max_order``
+    shape the measurements; ``batch_size``, ``generator_dim``, ``embedding_dim``, ``lr``,
+    ``seed`` and ``device`` shape the generator; ``checkpoint_every`` and ``pac`` are not used (a fit takes seconds
     to a minute; there is no critic).
 
     Raises:
