@@ -289,6 +289,25 @@ def file_hash(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+DIGEST_CHARS = 36
+"""The length of a data digest (:func:`data_digest`): the longest digest MLflow's dataset
+lineage accepts (``MAX_DATASET_DIGEST_SIZE``), so a manifest's hash and the MLflow run's
+dataset digest are the same string."""
+
+
+def data_digest(path: str | Path) -> str:
+    """The digest a run records for a data set (the source, the splits, the synthetic and
+    augmented data): the first :data:`DIGEST_CHARS` hex digits (144 bits) of
+    :func:`file_hash` (``sha256sum FILE | cut -c1-36`` for a file)."""
+    return file_hash(path)[:DIGEST_CHARS]
+
+
+def digest_matches(recorded: str | None, full_hash: str) -> bool:
+    """Whether a recorded digest names the data whose :func:`file_hash` is ``full_hash``: a
+    :func:`data_digest` or the whole sha256 (manifests written before digests were cut)."""
+    return bool(recorded) and len(recorded) >= DIGEST_CHARS and full_hash.startswith(recorded)
+
+
 def params_hash(payload: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 

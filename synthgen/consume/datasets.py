@@ -18,7 +18,7 @@ import pandas as pd
 
 from synthgen.data.images import ImageSet, read_image_folder
 from synthgen.errors import DataError
-from synthgen.io import file_hash
+from synthgen.io import digest_matches, file_hash
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def load_dataset(path: str | Path, allow_failed: bool = False) -> SyntheticDatas
     # a publication swapped in meanwhile is never returned under this manifest
     raw = data_path.read_bytes() if data_path.is_file() else None
     actual = hashlib.sha256(raw).hexdigest() if raw is not None else file_hash(data_path)
-    if actual != expected:
+    if not digest_matches(expected, actual):
         raise DataError(f"{data_path}: sha256 {actual[:12]}... does not match the manifest's "
                         f"{hash_key} {expected[:12]}...; the data changed after it was written")
     data, provenance = loader(io.BytesIO(raw) if raw is not None else data_path, manifest)

@@ -18,6 +18,8 @@ from synthgen.data.schema import TableSchema
 from synthgen.synthesizers import REGISTRY
 
 # the figures a consumer should see first (also copied into manifest["validation"]["key_metrics"])
+DIGEST_NOTE = "a digest is the first 36 hex digits of the sha256: `sha256sum FILE | cut -c1-36`"
+
 KEY_METRICS = ("quality_score", "detection_auc", "tstr_ratio", "exact_copy_rate", "dcr_overfitting_share", "mia_auc")
 _MEANING = {
     "quality_score": "mean of column-shape and pair-trend similarity (1 is ideal)",
@@ -149,11 +151,11 @@ def render_datasheet(
     out = [f"# Datasheet: synthetic data from `{manifest.get('source_data', '?')}`", ""]
     status = "PASSED" if passed else f"REJECTED (failed: {', '.join(verdict.get('failed_checks') or []) or '?'})"
     out += [f"**Verdict: {status}.** {manifest.get('rows', '?')} synthetic rows in `{manifest.get('synthetic', 'synthetic.parquet')}` "
-            f"(sha256 `{manifest.get('synthetic_hash', '?')}`), made by synthgen {manifest.get('synthgen_version', '?')}.", ""]
+            f"(digest `{manifest.get('synthetic_hash', '?')}`), made by synthgen {manifest.get('synthgen_version', '?')}.", ""]
 
     out += ["## Source", "",
             f"- file: `{manifest.get('source_data', '?')}`",
-            f"- sha256: `{manifest.get('source_data_hash') or 'unknown'}`",
+            f"- digest: `{manifest.get('source_data_hash') or 'unknown'}` ({DIGEST_NOTE})",
             f"- rows used for training: {n_train if n_train is not None else '?'}; a holdout split of the file "
             "was never trained on and serves only for scoring", ""]
 
@@ -294,10 +296,10 @@ def render_image_datasheet(manifest: dict[str, Any], schema: Any, model_meta: di
 
     out = [f"# Datasheet: synthetic images from `{manifest.get('source_data', '?')}`", "",
            f"**Verdict: {status}.** {manifest.get('rows', '?')} synthetic images of {shape[0]}×{shape[1]}×{shape[2]} "
-           f"in `{folder}/` (one folder per class, index `{folder}/labels.csv`; sha256 of the folder "
+           f"in `{folder}/` (one folder per class, index `{folder}/labels.csv`; digest of the folder "
            f"`{manifest.get('synthetic_hash', '?')}`), made by synthgen {manifest.get('synthgen_version', '?')}.", ""]
     out += ["## Source", "",
-            f"- data: `{manifest.get('source_data', '?')}` (sha256 `{manifest.get('source_data_hash') or 'unknown'}`)",
+            f"- data: `{manifest.get('source_data', '?')}` (digest `{manifest.get('source_data_hash') or 'unknown'}`; {DIGEST_NOTE})",
             f"- images used for training: {n_train}; a stratified holdout of "
             f"{sum(schema.counts.get('holdout', {}).values())} images was never trained on and serves only for scoring",
             f"- resized to {schema.image_size}×{schema.image_size}, {schema.channels} channel(s)", ""]
@@ -370,14 +372,14 @@ def render_augment_datasheet(manifest: dict[str, Any], benefit: dict[str, Any]) 
 
     out = [f"# Datasheet: augmented training set from `{manifest.get('source_data', '?')}`", "",
            f"{rows.get('real', '?')} real + {rows.get('synthetic', '?')} synthetic {unit} = {rows.get('total', '?')} "
-           f"in {where}; sha256 `{manifest.get('augmented_hash', '?')}`, made by synthgen "
+           f"in {where}; digest `{manifest.get('augmented_hash', '?')}`, made by synthgen "
            f"{manifest.get('synthgen_version', '?')}.", "",
            f"**It contains the real train split.** Handle it as you handle the real data: the synthetic {unit} "
            "add no privacy to it, and it must not be shared as synthetic data.", ""]
     out += ["## Source", "",
-            f"- data: `{manifest.get('source_data', '?')}` (sha256 `{manifest.get('source_data_hash') or 'unknown'}`)",
-            f"- real {unit}: the train split (sha256 `{manifest.get('train_hash', '?')}`), unchanged",
-            f"- the holdout (sha256 `{manifest.get('holdout_hash') or 'unknown'}`) is not in this set; "
+            f"- data: `{manifest.get('source_data', '?')}` (digest `{manifest.get('source_data_hash') or 'unknown'}`; {DIGEST_NOTE})",
+            f"- real {unit}: the train split (digest `{manifest.get('train_hash', '?')}`), unchanged",
+            f"- the holdout (digest `{manifest.get('holdout_hash') or 'unknown'}`) is not in this set; "
             f"it was used for: {manifest.get('holdout_used_for', '?')}", ""]
     plan = (f"`rebalance`, ratio {_fmt(manifest.get('ratio'))} (every class lifted to round(ratio × the majority class's count))"
             if manifest.get("mode") == "rebalance" else

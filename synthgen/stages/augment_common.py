@@ -16,7 +16,7 @@ import pandas as pd
 
 from synthgen.config import AugmentConfig, Params
 from synthgen.errors import DataError
-from synthgen.io import file_hash
+from synthgen.io import data_digest, file_hash
 from synthgen.reports.datasheet import describe_generator_verdict
 from synthgen.stages.common import Layout, source_fields
 from synthgen.validation.benefit import ARMS, METRICS
@@ -141,10 +141,10 @@ def record_fields(params: Params, model_dir: Path, train_path: Path, holdout_has
         "sample_seconds": seconds,
         "augment": config.model_dump(),
         **source_fields(params),
-        "train_hash": file_hash(train_path),
+        "train_hash": data_digest(train_path),
         "holdout_hash": holdout_hash,
         "holdout_used_for": "benefit test set only" if config.benefit else "nothing",
-        "augmented_hash": file_hash(augmented_path),
+        "augmented_hash": data_digest(augmented_path),
         "benefit": {"file": "benefit.json", "minority": minority,
                     **({m: benefit["overall"][m]["lift"] for m in METRICS} if benefit.get("measured") else {})},
     }

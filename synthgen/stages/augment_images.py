@@ -46,7 +46,7 @@ import pandas as pd
 from synthgen.config import AugmentConfig, Params
 from synthgen.data.images import ImageSet, load_images, write_image_folder
 from synthgen.errors import ConfigError, DataError, ModelError
-from synthgen.io import atomic_path, file_hash, write_json, write_text
+from synthgen.io import atomic_path, data_digest, write_json, write_text
 from synthgen.reports.augment import build_augment_report
 from synthgen.reports.datasheet import render_augment_datasheet
 from synthgen.data.images import sample_grid
@@ -200,7 +200,7 @@ def augment(params: Params) -> dict[str, Any]:
                         "of at least 2 classes")
     counts, plan = class_plan(train, config)
     minority = _minority(config, counts, train.classes)
-    holdout_hash = file_hash(layout.holdout_images) if layout.holdout_images.is_file() else None
+    holdout_hash = data_digest(layout.holdout_images) if layout.holdout_images.is_file() else None
 
     start = time.perf_counter()
     synthetic = synthesize_images(model, plan, train, config.seed)

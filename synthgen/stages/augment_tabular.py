@@ -53,7 +53,7 @@ import pandas as pd
 from synthgen.config import AugmentConfig, Params
 from synthgen.data.schema import TableSchema
 from synthgen.errors import ConfigError, DataError, ModelError
-from synthgen.io import file_hash, write_json, write_parquet, write_text
+from synthgen.io import data_digest, write_json, write_parquet, write_text
 from synthgen.reports.augment import build_augment_report
 from synthgen.reports.datasheet import render_augment_datasheet
 from synthgen.stages.augment_common import (
@@ -193,7 +193,7 @@ def augment(params: Params) -> dict[str, Any]:
     config = params.augment
     holdout = read_parquet(layout.holdout, "holdout split") if config.benefit else None
     target, counts, minority = check_target(params, model.schema, train)
-    holdout_hash = file_hash(layout.holdout) if layout.holdout.is_file() else None
+    holdout_hash = data_digest(layout.holdout) if layout.holdout.is_file() else None
 
     plan = plan_rows(counts, config)
     start = time.perf_counter()

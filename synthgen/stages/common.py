@@ -26,7 +26,7 @@ import pandas as pd
 from synthgen.config import Params
 from synthgen.data.sources import source_hash
 from synthgen.errors import DataError, ModelError
-from synthgen.io import atomic_path, file_hash, run_params_hash, write_json, write_text
+from synthgen.io import atomic_path, data_digest, digest_matches, file_hash, run_params_hash, write_json, write_text
 from synthgen.reports.figures import plot_losses
 from synthgen.stages.lineage import datasets, registry_name
 from synthgen.synthesizers.base import META_FILE, Synthesizer
@@ -267,7 +267,7 @@ def provenance(params: Params, layout: Layout, model: Synthesizer, synthetic: Pa
         "conditions": params.generate.conditions,
         **source_fields(params),
         "splits": split_records(layout),
-        "synthetic_hash": file_hash(synthetic),
+        "synthetic_hash": data_digest(synthetic),
         "mlflow_run_id": tracker.run_id,
         "tracking_uri": params.tracking.uri,
         "generator": registered_generator(layout),
@@ -278,7 +278,8 @@ def provenance(params: Params, layout: Layout, model: Synthesizer, synthetic: Pa
 
 
 def split_records(layout: Layout) -> dict[str, dict[str, Any]]:
-    """The train and holdout splits the run used: ``{"train": {"path", "sha256", "rows"}, "holdout": ...}``."""
+    """The train and holdout splits the run used: ``{"train": {"path", "sha256", "rows"}, "holdout": ...}``
+    (``sha256``: the split's :func:`~synthgen.io.data_digest`)."""
     import pyarrow.parquet as pq
 
     images = isinstance(layout, ImageLayout)
@@ -288,7 +289,7 @@ def split_records(layout: Layout) -> dict[str, dict[str, Any]]:
                          else (layout.train, layout.holdout)):
         if path.is_file():
             rows = schema.get(f"n_{key}") if images else pq.ParquetFile(path).metadata.num_rows
-            found[key] = {"path": str(path), "sha256": file_hash(path), "rows": rows}
+            found[key] = {"path": str(path), "sha256": data_digest(path), "rows": rows}
     return found
 
 
@@ -313,7 +314,7 @@ def load_generation(layout: Layout, data: Path) -> dict[str, Any]:
         raise ModelError(f"{layout.generation}: not found; run the generate stage first")
     generation = json.loads(layout.generation.read_text())
     for path, key in ((data, "synthetic_hash"), (layout.model, "model_hash")):
-        if not path.exists() or file_hash(path) != generation.get(key):
+        if not path.exists() or not digest_matches(generation.get(key), file_hash(path)):
             raise ModelError(f"{path}: does not match the {key} recorded in {layout.generation.name} "
                              "(changed or interrupted since generate); rerun the generate stage")
     return generation
@@ -431,7 +432,7 @@ def publish(layout: Layout, data: Path) -> Path:
         for source in (layout.manifest, layout.datasheet):
             shutil.copy2(source, tmp / source.name)
         shutil.copy2(layout.public_report, tmp / layout.report.name)
-        if file_hash(tmp / data.name) != expected:  # the copy is what the manifest describes, or nothing moves
+        if not digest_matches(expected, file_hash(tmp / data.name)):  # the copy is what the manifest describes
             raise DataError(f"{data}: changed while it was published; rerun the generate and validate stages")
     log.info("published -> %s", layout.published)
     return layout.published

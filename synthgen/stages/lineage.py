@@ -3,8 +3,9 @@
 Every tracked run logs four datasets (:func:`datasets`, called by the validate stage once
 the verdict exists): the real source (``data.path``, context ``source``), the train split
 (``training``), the holdout (``evaluation``) and the synthetic data (``output``), each with
-its sha256 - the very hashes of ``manifest.json`` (``source_data_hash``,
-``train_split_hash``, ``holdout_split_hash``, ``synthetic_hash``) - its path, a schema of
+its digest - the very strings of ``manifest.json`` (``source_data_hash``,
+``splits.train.sha256``, ``splits.holdout.sha256``, ``synthetic_hash``: each the first 36
+hex digits of the data's sha256, :func:`synthgen.io.data_digest`) - its path, a schema of
 column names and kinds (image size, channels and class names for images) and its row
 count. No value of the real data goes into MLflow this way.
 

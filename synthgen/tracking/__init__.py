@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from synthgen.errors import TrackingError
+from synthgen.io import DIGEST_CHARS
 from synthgen.tracking.artifacts import quiet_mlflow
 from synthgen.tracking.outage import TRACKING_TAG, PendingCalls, first_line
 from synthgen.training.callbacks import Callback
@@ -314,9 +315,8 @@ class MlflowTracker(NullTracker):
 
         Args:
             datasets: ``{"name", "digest", "source", "schema", "rows", "context"}`` each:
-                ``digest`` a sha256 (MLflow keeps at most 36 characters, so its first 36
-                hex digits go in the digest field and the whole hash in the source),
-                ``source`` a path, ``schema`` a JSON-able description (names and kinds, no
+                ``digest`` the manifest's :func:`~synthgen.io.data_digest` (36 hex digits of
+                the sha256, the longest digest MLflow accepts), ``source`` a path, ``schema`` a JSON-able description (names and kinds, no
                 values), ``rows`` the row (image) count - the profile holds nothing else -
                 and ``context`` the input tag (``source``, ``training``, ``evaluation``,
                 ``output``: MLflow has no dataset outputs, so the synthetic set is an input
@@ -325,8 +325,8 @@ class MlflowTracker(NullTracker):
         from mlflow.entities import Dataset, DatasetInput, InputTag
 
         inputs = [DatasetInput(
-            Dataset(name=d["name"], digest=d["digest"][:36], source_type="local",
-                    source=json.dumps({"uri": str(d["source"]), "sha256": d["digest"]}),
+            Dataset(name=d["name"], digest=d["digest"][:DIGEST_CHARS], source_type="local",
+                    source=json.dumps({"uri": str(d["source"])}),
                     schema=json.dumps(d["schema"]), profile=json.dumps({"num_rows": int(d["rows"])})),
             tags=[InputTag("mlflow.data.context", d["context"])]) for d in datasets]
         run_id = self.run_id

@@ -25,7 +25,7 @@ from synthgen.cli import cli
 from synthgen.consume import SyntheticDataset
 from synthgen.data.images import DIGITS, read_images
 from synthgen.errors import DataError
-from synthgen.io import file_hash
+from synthgen.io import data_digest, file_hash
 from tests.conftest import write_params
 from tests.tiny import TINY_IMAGE
 
@@ -75,7 +75,7 @@ def test_image_pipeline_end_to_end_via_cli(image_run):
     assert report["passed"] and 0 <= report["metrics"]["generated_class_accuracy"] <= 1
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["rows"] == 60 and manifest["validation"]["passed"]
-    assert manifest["source_data_hash"] == file_hash(image_run["root"] / "digits.npz")
+    assert manifest["source_data_hash"] == data_digest(image_run["root"] / "digits.npz")
     assert manifest["source_data_hash"] in (out / "DATASHEET.md").read_text()
     for name in ("synthetic/labels.csv", "manifest.json", "report.html", "DATASHEET.md"):
         assert (out / "published" / name).is_file()
@@ -109,7 +109,7 @@ def test_image_pipeline_end_to_end_via_cli(image_run):
 
 def test_augment_rebalances_images_into_a_separate_folder_and_measures_the_benefit(image_run):
     out = image_run["out"]
-    holdout_before = file_hash(out / "data" / "holdout.npz")
+    holdout_before = data_digest(out / "data" / "holdout.npz")
     result = _cli("augment", "--params", str(image_run["params"]))
     assert result.returncode == 0, result.stderr[-2000:]
     assert "synthetic images added" in result.stdout
@@ -137,8 +137,8 @@ def test_augment_rebalances_images_into_a_separate_folder_and_measures_the_benef
     synthetic_per_class = {name: sum(r["class"] == name for r in rows if r["source"] == "synthetic")
                            for name in train_counts}
     assert synthetic_per_class == {name: row["added"] for name, row in manifest["classes"].items()}
-    assert file_hash(out / "data" / "holdout.npz") == holdout_before == manifest["holdout_hash"]
-    assert manifest["augmented_hash"] == file_hash(images)
+    assert data_digest(out / "data" / "holdout.npz") == holdout_before == manifest["holdout_hash"]
+    assert manifest["augmented_hash"] == data_digest(images)
 
     benefit = json.loads((out / "augment" / "benefit.json").read_text())
     assert benefit["measured"] and benefit["minority"] == MINORITY

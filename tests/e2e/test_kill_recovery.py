@@ -58,7 +58,7 @@ def check_published(out: Path) -> str | None:
     manifest = json.loads((published / "manifest.json").read_text())
     assert manifest["validation"]["passed"] is True
     digest = file_hash(published / manifest["synthetic"])
-    assert digest == manifest["synthetic_hash"], "published data does not match its manifest"
+    assert digest[:36] == manifest["synthetic_hash"], "published data does not match its manifest"
     assert (published / "report.html").is_file() and (published / "DATASHEET.md").is_file()
     return digest
 

@@ -16,7 +16,7 @@ from synthgen.stages.augment_common import SOURCE_COLUMN, AugmentLayout, class_c
 from synthgen.validation.benefit import METRICS
 from synthgen.cli import cli
 from synthgen.config import AugmentConfig, parse_params
-from synthgen.io import file_hash
+from synthgen.io import data_digest
 from synthgen.errors import DataError
 from synthgen.stages.common import Layout
 from tests.conftest import tiny_params, write_params
@@ -63,14 +63,14 @@ def test_plan_rows_rebalance_and_enlarge():
 def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
     tmp, raw = trained
     layout, out = Layout(tmp / "out"), AugmentLayout(tmp / "out")
-    holdout_before = file_hash(layout.holdout)
+    holdout_before = data_digest(layout.holdout)
     params_file = write_params(tmp / "params.yaml", raw)
     result = CliRunner().invoke(cli, ["augment", "--params", str(params_file)])
     assert result.exit_code == 0, result.output
     assert "balanced-accuracy lift" in result.stdout
     assert "the generator's own synthetic data: not validated" in result.stdout  # trained, never validated
 
-    assert file_hash(layout.holdout) == holdout_before  # the holdout is untouched
+    assert data_digest(layout.holdout) == holdout_before  # the holdout is untouched
     train = pd.read_parquet(layout.train)
     augmented = pd.read_parquet(out.augmented)
     assert list(augmented.columns) == [*train.columns, SOURCE_COLUMN]
@@ -84,13 +84,13 @@ def test_cli_writes_augmented_data_manifest_benefit_and_tracks(trained):
     assert set(after.values()) == {majority} and set(after) == set(before)  # ratio 1.0: exact
 
     manifest = json.loads(out.manifest.read_text())
-    assert manifest["holdout_hash"] == holdout_before and manifest["train_hash"] == file_hash(layout.train)
+    assert manifest["holdout_hash"] == holdout_before and manifest["train_hash"] == data_digest(layout.train)
     assert manifest["rows"]["synthetic"] == (augmented[SOURCE_COLUMN] == "synthetic").sum()
     for cls, entry in manifest["classes"].items():
         assert entry == {"before": before[cls], "added": majority - before[cls], "after": majority}
     for key in ("model", "model_hash", "seed", "params_hash", "source_data_hash", "augmented_hash", "mlflow_run_id"):
         assert manifest[key] is not None, key
-    assert manifest["augmented_hash"] == file_hash(out.augmented)
+    assert manifest["augmented_hash"] == data_digest(out.augmented)
 
     benefit = json.loads(out.benefit.read_text())
     assert benefit["measured"] and benefit["minority"] == "Chinstrap" and benefit["protocol"]["repeats"] == 2
@@ -132,9 +132,9 @@ def test_rebalance_reaches_requested_counts_and_reproduces(trained, tmp_path, ra
     after = class_counts(pd.read_parquet(out.augmented)["species"])
     assert after == {c: max(n, goal) for c, n in before.items()}
     assert json.loads(out.benefit.read_text()) == {"measured": False}
-    first = file_hash(out.augmented)
+    first = data_digest(out.augmented)
     stages.augment(params)  # same params and seed: the same bytes
-    assert file_hash(out.augmented) == first == manifest["augmented_hash"]
+    assert data_digest(out.augmented) == first == manifest["augmented_hash"]
 
 
 def test_load_dataset_reads_the_augmented_set_with_its_generator_verdict(trained, tmp_path):

@@ -340,7 +340,7 @@ def test_load_dataset_of_a_published_run(runs):
     dataset = synthgen.load_dataset(published)
     assert dataset.passed and dataset.manifest["validation"]["passed"] is True
     pd.testing.assert_frame_equal(dataset.data, pd.read_parquet(outs["passed"] / "synthetic.parquet"))
-    assert dataset.manifest["synthetic_hash"] == file_hash(published / "synthetic.parquet")
+    assert dataset.manifest["synthetic_hash"] == file_hash(published / "synthetic.parquet")[:36]
     assert dataset.datasheet.startswith("# Datasheet")
     for other in (outs["passed"], published / "manifest.json"):  # the run dir and the manifest work too
         assert synthgen.load_dataset(other).manifest == dataset.manifest
@@ -367,6 +367,24 @@ def test_load_dataset_detects_changed_data_and_missing_manifest(runs, tmp_path):
     with pytest.raises(DataError, match="no manifest.json; unvalidated data is refused"):
         synthgen.load_dataset(copy)
     assert synthgen.load_dataset(copy, allow_failed=True).manifest is None
+
+
+def test_load_dataset_reads_whole_sha256_manifests_and_refuses_short_ones(runs, tmp_path):
+    """Manifests written before digests were cut to MLflow's 36 characters hold the whole
+    sha256: they still verify. A recorded hash shorter than a digest verifies nothing."""
+    _, _, outs, _ = runs
+    copy = tmp_path / "copy"
+    shutil.copytree(outs["passed"] / "published", copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    whole = file_hash(copy / "synthetic.parquet")
+    assert len(manifest["synthetic_hash"]) == 36 and whole.startswith(manifest["synthetic_hash"])
+    for recorded, loads in ((whole, True), (whole[:12], False), ("", False)):
+        (copy / "manifest.json").write_text(json.dumps({**manifest, "synthetic_hash": recorded}))
+        if loads:
+            assert len(synthgen.load_dataset(copy).data) == manifest["rows"]
+        else:
+            with pytest.raises(DataError, match="does not match the manifest's synthetic_hash"):
+                synthgen.load_dataset(copy)
 
 
 def test_datasheet_carries_the_verdict_figures(runs):
