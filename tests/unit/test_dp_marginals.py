@@ -118,6 +118,9 @@ def test_the_ledger_lists_every_release(fitted):
     # every measurement the generator was fitted to is a charged release, with its sigma
     assert [m.sigma for m in fitted.measurements_] == [r["sigma"] for r in gaussians]
     assert [len(m.attrs) for m in fitted.measurements_[d:]] == [len(r["name"].split(" x ")) for r in gaussians[d:]]
+    # with a target, its pairs take target_share of the budget together; the rounds the rest
+    start_rho = sum(1 / (2 * r["sigma"] ** 2) for r in releases[:d])
+    assert start_rho == pytest.approx(fitted.options.target_share * ledger["rho"], rel=1e-9)
     public = {(i["column"], i["what"]) for i in ledger["public"]}
     assert ("bill_length_mm", "bounds") in public and ("bill_length_mm", "discretisation") in public
     assert "AIM" in ledger["mechanism"] and ledger["accountant"] == "zCDP" and ledger["reproducible"] is False

@@ -13,7 +13,11 @@ measurements of the start):
    downstream model learns is measured from the start and every attribute's counts are
    still known (by summing out the target). ``m`` measurements (``d`` or ``d - 1``), each
    with the Gaussian mechanism at ``sigma = sqrt(T / (2 * alpha * rho))`` (``alpha * rho /
-   T`` each, ``T = R + alpha * m``), and the generator is fitted to them.
+   T`` each, ``T = R + alpha * m``), and the generator is fitted to them. With a target
+   the start's pairs instead take ``target_share`` of ``rho`` together (``sigma =
+   sqrt(m / (2 * target_share * rho))``) and the rounds' units are cut from the rest
+   (``T = R``): the pairs are what a downstream model learns from, and measured at AIM's
+   even share they were the noisiest part of the fit (see ``DPMarginalsOptions.target_share``).
 2. **Rounds** ``t = 1 .. R``, each spending one unit ``rho / T``: the exponential mechanism
    with ``epsilon_t = sqrt(8 * (1 - alpha) * rho / T)`` picks the candidate ``r`` with AIM's
    quality score::
@@ -140,6 +144,9 @@ def run_aim(codes: np.ndarray, sizes: list[int], names: list[str], budget: ZCDPB
     units = rounds + alpha * len(first)
     sigma = math.sqrt(units / (2 * alpha * rho)) if rounds else math.sqrt(len(first) / (2 * rho))
     epsilon = math.sqrt(8 * (1 - alpha) * rho / units) if rounds else 0.0
+    targeted = target is not None and rounds > 0
+    if targeted:  # the target's pairs take target_share of the budget
+        sigma = math.sqrt(len(first) / (2 * options.target_share * rho))
     measurements: list[Measurement] = []
     for r in first:
         counts = truth(r)
@@ -149,6 +156,10 @@ def run_aim(codes: np.ndarray, sizes: list[int], names: list[str], budget: ZCDPB
     loss = fitter.fit(measurements, options.init_steps)
     log.info("dp_marginals: %d first marginals measured (%s; sigma %.3g), loss %.3g", len(first),
              "one-way" if target is None else f"pairs with {names[target]!r}", sigma, loss)
+    if targeted:  # the rounds cut the rest into R units
+        rest = budget.remaining
+        sigma = math.sqrt(rounds / (2 * alpha * rest))
+        epsilon = math.sqrt(8 * (1 - alpha) * rest / rounds)
     sensitivity = float(weights.max()) if len(weights) else 1.0
     done = 0
     for t in range(rounds):
