@@ -11,8 +11,9 @@ by a neural generator fitted to the noisy marginals (as GEM, RAP and MargNet do)
    fitted on the real values (``data.public_bounds: true`` declares the schema public, as
    for ``tabular_gan`` under DP).
 2. **Measure adaptively under zCDP** (:mod:`.aim`, :mod:`.mechanisms`): with a
-   ``data.target`` its 2-way marginal with every other column, without one every 1-way
-   marginal, with the Gaussian mechanism, then up to ``model.epochs`` rounds (unset: 2 per
+   ``data.target`` its 2-way marginal with every other column (together 65% of the
+   budget, ``target_share``), without one every 1-way marginal, with the Gaussian
+   mechanism, then up to ``model.epochs`` rounds (unset: 2 per
    column, at most 30) in which the exponential mechanism selects a 2-way or (``model.max_order:
    3``, the default) 3-way marginal of at most 10,000 cells by AIM's quality score, the
    Gaussian mechanism measures it and the generator is refitted; the noise is annealed
