@@ -17,9 +17,9 @@ from typing import Any
 from synthgen.data.schema import TableSchema
 from synthgen.synthesizers import REGISTRY
 
-# the figures a consumer should see first (also copied into manifest["validation"]["key_metrics"])
 DIGEST_NOTE = "a digest is the first 36 hex digits of the sha256: `sha256sum FILE | cut -c1-36`"
 
+# the figures a consumer should see first (also copied into manifest["validation"]["key_metrics"])
 KEY_METRICS = ("quality_score", "detection_auc", "tstr_ratio", "exact_copy_rate", "dcr_overfitting_share", "mia_auc")
 _MEANING = {
     "quality_score": "mean of column-shape and pair-trend similarity (1 is ideal)",
