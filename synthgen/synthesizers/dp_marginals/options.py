@@ -60,7 +60,8 @@ class DPMarginalsOptions:
             share the rest. Default 0.65: AIM's even split gave them 20-30%, and at 0.5 /
             0.65 / 0.8 (one or three seeds each) penguins' TSTR ratio at epsilon 3 was
             0.89 / 0.92 / 0.93 against 0.86 and diamonds' quality at epsilon 1 0.944 /
-            0.937 / 0.927 against 0.946 (BENCHMARKS.md, "Private synthetic tables").
+            0.937 / 0.927 against 0.946 (one-off runs of a patched copy; BENCHMARKS.md,
+            "Private synthetic tables", has the final family's runs).
     """
 
     measure_share: float = 0.9
